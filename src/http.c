@@ -1,0 +1,2 @@
+/* placeholder: being written */
+extern int tether_placeholder_http;

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+extern int lb_placeholder_rng;
