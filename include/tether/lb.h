@@ -195,6 +195,12 @@ void lb_conn_close(struct lb_pool *pool, struct lb_server *s);
  * lowercase hex digits of a keyed hash (SipHash-2-4), written to out[]. */
 void lb_cookie_value(const char *secret, const char *name, char out[LB_COOKIE_LEN + 1]);
 
+/* --- iphash (src/lb/iphash.c) --- */
+/* Maglev table entries held by `s` in an iphash pool (or a cookie pool
+ * falling back to iphash): its exact share of the hash space.  -1 when the
+ * pool does not use a Maglev table. */
+int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s);
+
 /* --- rng (src/lb/rng.c) --- */
 void lb_rng_seed(struct lb_rng *rng, uint64_t seed);
 uint64_t lb_rng_next(struct lb_rng *rng);

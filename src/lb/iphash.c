@@ -302,6 +302,27 @@ static int ih_pick(void *state, const struct lb_pool *pool, const struct lb_key 
 	return idx;
 }
 
+int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s)
+{
+	const struct ih_state *st = pool->state;
+	const struct ih_table *t;
+	int count = 0, mi = -1;
+
+	if (pool->algo != &lb_algo_iphash || st->method != LB_HASH_MAGLEV)
+		return -1;
+	t = &st->t[s->backup ? 1 : 0];
+	if (!t->slot)
+		return -1;
+	for (int i = 0; i < t->n; i++)
+		if (t->m[i].index == s->index)
+			mi = i;
+	if (mi < 0)
+		return 0;
+	for (uint32_t i = 0; i < st->size; i++)
+		count += t->slot[i] == mi;
+	return count;
+}
+
 const struct lb_algo lb_algo_iphash = {
 	.name = "iphash",
 	.flags = LB_F_NEEDS_ADDR | LB_F_WEIGHTS,
