@@ -1,2 +1,289 @@
-/* placeholder: being written */
-extern int tether_placeholder_config;
+/*
+ * tether - configuration loading and checking (libconfig).
+ *
+ * One pass over the whole file collects every error, each formatted as
+ * `FILE:LINE: SETTING: what is wrong`, SETTING being the path of the setting
+ * (`backends.[0].retries`).  Unknown settings are errors, with a hint when a
+ * known name is one or two edits away.  Cross-checks (references, unique
+ * names, duplicate binds) run after the sections parsed.
+ *
+ * The backend parser is shared with tether-sim (cfg_parse_backends); the
+ * setting readers it uses live in config_read.c.
+ */
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_read.h"
+#include "tether/config.h"
+
+static const char *const global_keys[] = {
+	"workers", "maxconn", "log", "admin", "metrics", "drain_timeout", NULL };
+static const char *const frontend_keys[] = { "name", "bind", "backend", "maxconn", NULL };
+static const char *const top_keys[] = { "global", "frontends", "backends", NULL };
+
+static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cfg_global *out)
+{
+	const char *path = "global";
+	long long v;
+	uint64_t ms;
+	char buf[256];
+
+	out->workers = 1;
+	out->maxconn = 20000;
+	strcpy(out->log, "stderr");
+	out->drain_timeout_ms = 30000;
+	if (!g)
+		return;
+	if (!cfg_check_group(c, g, path))
+		return;
+	cfg_check_known(c, g, path, global_keys);
+	if (cfg_get_int(c, g, path, "workers", &v, 1, 64) > 0) {
+		if (v != 1)
+			cfg_error(c, config_setting_get_member(g, "workers"), "global.workers",
+			          "only 1 worker is supported in this version");
+		out->workers = (unsigned)v;
+	}
+	if (cfg_get_int(c, g, path, "maxconn", &v, 1, 10000000) > 0)
+		out->maxconn = (unsigned)v;
+	cfg_get_string(c, g, path, "log", out->log, sizeof(out->log));
+	cfg_get_string(c, g, path, "admin", out->admin, sizeof(out->admin));
+	if (cfg_get_string(c, g, path, "metrics", buf, sizeof(buf)) > 0 &&
+	    cfg_parse_addr(buf, &out->metrics) < 0) {
+		cfg_error(c, config_setting_get_member(g, "metrics"), "global.metrics",
+		          "\"%s\" is not an address like \"127.0.0.1:9100\"", buf);
+		out->metrics.len = 0;
+	}
+	if (cfg_get_duration(c, g, path, "drain_timeout", &ms, 0, 3600000) > 0)
+		out->drain_timeout_ms = (uint32_t)ms;
+}
+
+static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const char *path,
+                           struct cfg_frontend *out)
+{
+	const config_setting_t *binds;
+	long long v;
+	char sub[96], buf[160];
+
+	out->line = config_setting_source_line(f);
+	if (!cfg_check_group(c, f, path))
+		return;
+	cfg_check_known(c, f, path, frontend_keys);
+	cfg_get_name(c, f, path, out->name, true);
+	if (cfg_get_string(c, f, path, "backend", out->backend_name, sizeof(out->backend_name)) == 0)
+		cfg_error(c, f, path, "missing \"backend\"");
+	if (cfg_get_int(c, f, path, "maxconn", &v, 0, 10000000) > 0)
+		out->maxconn = (unsigned)v;
+	binds = config_setting_get_member(f, "bind");
+	snprintf(sub, sizeof(sub), "%s.bind", path);
+	if (!binds) {
+		cfg_error(c, f, path, "missing \"bind\"");
+		return;
+	}
+	if (config_setting_type(binds) == CONFIG_TYPE_STRING) {
+		/* a single address is accepted in place of a list of one */
+		if (cfg_parse_addr(config_setting_get_string(binds), &out->binds[0]) < 0)
+			cfg_error(c, binds, sub, "\"%s\" is not an address like \"127.0.0.1:8080\"",
+			          config_setting_get_string(binds));
+		out->nbinds = 1;
+		return;
+	}
+	if (config_setting_type(binds) != CONFIG_TYPE_ARRAY && config_setting_type(binds) != CONFIG_TYPE_LIST) {
+		cfg_error(c, binds, sub, "must be a list of addresses such as [ \"127.0.0.1:8080\" ]");
+		return;
+	}
+	if (config_setting_length(binds) == 0)
+		cfg_error(c, binds, sub, "must name at least one address");
+	for (int i = 0; i < config_setting_length(binds); i++) {
+		const config_setting_t *b = config_setting_get_elem(binds, (unsigned)i);
+		char bpath[112];
+
+		snprintf(bpath, sizeof(bpath), "%s.[%d]", sub, i);
+		if (i >= CFG_MAX_BINDS) {
+			cfg_error(c, b, bpath, "at most %d addresses per frontend", CFG_MAX_BINDS);
+			break;
+		}
+		if (config_setting_type(b) != CONFIG_TYPE_STRING) {
+			cfg_error(c, b, bpath, "must be a string such as \"127.0.0.1:8080\"");
+			continue;
+		}
+		snprintf(buf, sizeof(buf), "%s", config_setting_get_string(b));
+		if (cfg_parse_addr(buf, &out->binds[out->nbinds]) < 0) {
+			cfg_error(c, b, bpath, "\"%s\" is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"", buf);
+			continue;
+		}
+		out->nbinds++;
+	}
+}
+
+static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* References, unique names, duplicate binds. */
+static void cross_check(struct cfg_ctx *c, struct tether_config *cfg)
+{
+	for (int i = 0; i < cfg->nfrontends; i++) {
+		struct cfg_frontend *f = &cfg->frontends[i];
+		char path[64];
+
+		snprintf(path, sizeof(path), "frontends.[%d]", i);
+		f->backend = -1;
+		for (int j = 0; j < cfg->nbackends; j++)
+			if (strcmp(cfg->backends[j].name, f->backend_name) == 0)
+				f->backend = j;
+		if (f->backend < 0 && f->backend_name[0])
+			cfg_error_line(c, f->line, path, "backend \"%s\" is not defined", f->backend_name);
+		for (int j = 0; j < i; j++)
+			if (f->name[0] && strcmp(cfg->frontends[j].name, f->name) == 0)
+				cfg_error_line(c, f->line, path, "frontend name \"%s\" is used twice", f->name);
+		for (int b = 0; b < f->nbinds; b++)
+			for (int j = 0; j <= i; j++)
+				for (int k = 0; k < (j == i ? b : cfg->frontends[j].nbinds); k++)
+					if (same_addr(&f->binds[b], &cfg->frontends[j].binds[k]))
+						cfg_error_line(c, f->line, path, "address %s is bound twice", f->binds[b].text);
+	}
+}
+
+/* Line number of one `FILE:LINE: ...` error line. */
+static long line_of(const char *e, size_t file_len)
+{
+	return strtol(e + file_len + 1, NULL, 10);
+}
+
+/* Orders the collected errors by line (stable), so they read in file order
+ * whatever order the sections were checked in. */
+static void sort_errors(char *errs, const char *file)
+{
+	size_t n = 1, flen = strlen(file), total = strlen(errs);
+	char **line, *copy;
+
+	for (const char *p = errs; *p; p++)
+		n += *p == '\n';
+	line = malloc(n * sizeof(*line));
+	copy = strdup(errs);
+	if (!line || !copy)
+		goto out;
+	n = 0;
+	for (char *tok = strtok(copy, "\n"); tok; tok = strtok(NULL, "\n"))
+		line[n++] = tok;
+	for (size_t i = 1; i < n; i++)          /* insertion sort: few lines, stable */
+		for (size_t j = i; j > 0 && line_of(line[j - 1], flen) > line_of(line[j], flen); j--) {
+			char *t = line[j];
+
+			line[j] = line[j - 1];
+			line[j - 1] = t;
+		}
+	errs[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		snprintf(errs + strlen(errs), total + 1 - strlen(errs), "%s%s", i ? "\n" : "", line[i]);
+out:
+	free(line);
+	free(copy);
+}
+
+static int load(config_t *lc, const char *name, struct tether_config **out, char **err)
+{
+	struct tether_config *cfg = calloc(1, sizeof(*cfg));
+	struct cfg_ctx ctx = { .file = name, .errs = err };
+	const config_setting_t *root = config_root_setting(lc), *fl, *bl;
+
+	*err = NULL;
+	if (!cfg) {
+		*err = strdup("out of memory");
+		return -1;
+	}
+	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	cfg_check_known(&ctx, root, "", top_keys);
+	parse_global(&ctx, config_setting_get_member(root, "global"), &cfg->global);
+
+	fl = config_setting_get_member(root, "frontends");
+	if (!fl) {
+		cfg_error_line(&ctx, 1, "frontends", "missing: at least one frontend is needed");
+	} else if (config_setting_type(fl) != CONFIG_TYPE_LIST) {
+		cfg_error(&ctx, fl, "frontends", "must be a list: frontends = ( { ... } );");
+	} else {
+		int n = config_setting_length(fl);
+
+		if (n == 0)
+			cfg_error(&ctx, fl, "frontends", "at least one frontend is needed");
+		cfg->frontends = calloc((size_t)n + 1, sizeof(*cfg->frontends));
+		for (int i = 0; i < n && cfg->frontends; i++) {
+			char path[32];
+
+			snprintf(path, sizeof(path), "frontends.[%d]", i);
+			parse_frontend(&ctx, config_setting_get_elem(fl, (unsigned)i), path, &cfg->frontends[i]);
+		}
+		cfg->nfrontends = cfg->frontends ? n : 0;
+	}
+	bl = config_setting_get_member(root, "backends");
+	if (!bl)
+		cfg_error_line(&ctx, 1, "backends", "missing: at least one backend is needed");
+	else
+		cfg_parse_backends(bl, name, &cfg->backends, &cfg->nbackends, err);
+	if (!*err)
+		cross_check(&ctx, cfg);
+	if (*err) {
+		sort_errors(*err, name);
+		cfg_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+static void syntax_error(config_t *lc, const char *name, char **err)
+{
+	const char *file = config_error_file(lc) ? config_error_file(lc) : name;
+	const char *text = config_error_text(lc) ? config_error_text(lc) : "unreadable";
+	size_t n = strlen(file) + strlen(text) + 64;
+
+	*err = malloc(n);
+	if (!*err)
+		return;
+	if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
+		snprintf(*err, n, "%s: cannot read the file: %s", name, text);
+	else
+		snprintf(*err, n, "%s:%d: syntax error: %s", file, config_error_line(lc), text);
+}
+
+int cfg_load(const char *path, struct tether_config **out, char **err)
+{
+	config_t lc;
+	int rc = -1;
+
+	config_init(&lc);
+	if (config_read_file(&lc, path) == CONFIG_TRUE)
+		rc = load(&lc, path, out, err);
+	else
+		syntax_error(&lc, path, err);
+	config_destroy(&lc);
+	return rc;
+}
+
+int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err)
+{
+	config_t lc;
+	int rc = -1;
+
+	config_init(&lc);
+	if (config_read_string(&lc, text) == CONFIG_TRUE)
+		rc = load(&lc, name, out, err);
+	else
+		syntax_error(&lc, name, err);
+	config_destroy(&lc);
+	return rc;
+}
+
+void cfg_free(struct tether_config *c)
+{
+	if (!c)
+		return;
+	free(c->frontends);
+	cfg_free_backends(c->backends, c->nbackends);
+	free(c);
+}

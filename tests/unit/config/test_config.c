@@ -1,0 +1,277 @@
+/*
+ * The configuration loader: values and defaults of a full file, every error
+ * case with its exact message, and every shipped file under conf/.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "tether/config.h"
+
+#define FE "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"pods\"; } );\n"
+#define SRV "servers = ( { name = \"a\"; address = \"127.0.0.1:9001\"; } );"
+#define BE(body) "backends = ( { name = \"pods\"; " body " " SRV " } );\n"
+
+static void test_full_config(void **unused)
+{
+	static const char text[] =
+		"global = { workers = 1; maxconn = 500; log = \"/tmp/x.log\"; admin = \"/tmp/t.sock\";\n"
+		"  metrics = \"127.0.0.1:9100\"; drain_timeout = \"10s\"; };\n"
+		"frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\", \"[::1]:8081\" ]; backend = \"pods\"; maxconn = 7; } );\n"
+		"backends = ( {\n"
+		"  name = \"pods\"; balance = \"cookie\";\n"
+		"  iphash = { method = \"modulo\"; table_size = 257; key = \"prefix24\"; balance_factor = 150; };\n"
+		"  cookie = { name = \"SRV\"; fallback = \"iphash\"; max_age = \"30m\"; secret = \"s3\"; max_head = 4096; };\n"
+		"  stick = { timeout = \"10m\"; size = 1000; };\n"
+		"  timeouts = { connect = \"2s\"; client = \"1m\"; server = \"500ms\"; http_request = \"3s\"; };\n"
+		"  retries = 4;\n"
+		"  health = { type = \"http\"; interval = \"5s\"; timeout = \"2s\"; rise = 3; fall = 4; path = \"/hz\";\n"
+		"             host = \"app\"; expect = \"2xx\"; observe = true; on_down = \"close\"; };\n"
+		"  servers = ( { name = \"a\"; address = \"127.0.0.1:9001\"; weight = 3; maxconn = 10; },\n"
+		"              { name = \"b\"; address = \"[::1]:9002\"; backup = true; } );\n"
+		"} );\n";
+	struct tether_config *c = NULL;
+	char *err = NULL;
+	struct cfg_backend *b;
+
+	assert_int_equal(cfg_load_string(text, "t.conf", &c, &err), 0);
+	assert_null(err);
+	assert_int_equal(c->global.maxconn, 500);
+	assert_string_equal(c->global.log, "/tmp/x.log");
+	assert_int_equal(c->global.drain_timeout_ms, 10000);
+	assert_int_not_equal(c->global.metrics.len, 0);
+	assert_int_equal(c->nfrontends, 1);
+	assert_int_equal(c->frontends[0].nbinds, 2);
+	assert_int_equal(c->frontends[0].maxconn, 7);
+	assert_int_equal(c->frontends[0].backend, 0);
+	b = &c->backends[0];
+	assert_ptr_equal(b->algo, &lb_algo_cookie);
+	assert_ptr_equal(b->params.fallback, &lb_algo_iphash);
+	assert_int_equal(b->params.hash_method, LB_HASH_MODULO);
+	assert_int_equal(b->params.hash_key, LB_KEY_PREFIX);
+	assert_int_equal(b->params.table_size, 257);
+	assert_int_equal(b->params.balance_factor, 150);
+	assert_int_equal(b->params.stick_size, 1000);
+	assert_int_equal(b->params.stick_timeout_ms, 600000);
+	assert_string_equal(b->params.cookie_secret, "s3");
+	assert_string_equal(b->cookie_name, "SRV");
+	assert_int_equal(b->cookie_max_age_s, 1800);
+	assert_int_equal(b->peek_max, 4096);
+	assert_int_equal(b->timeouts.connect_ms, 2000);
+	assert_int_equal(b->timeouts.client_ms, 60000);
+	assert_int_equal(b->timeouts.server_ms, 500);
+	assert_int_equal(b->timeouts.http_request_ms, 3000);
+	assert_int_equal(b->retries, 4);
+	assert_int_equal(b->health.type, CFG_CHECK_HTTP);
+	assert_int_equal(b->health.hc.interval_ms, 5000);
+	assert_int_equal(b->health.hc.rise, 3);
+	assert_int_equal(b->health.hc.fall, 4);
+	assert_string_equal(b->health.path, "/hz");
+	assert_string_equal(b->health.host, "app");
+	assert_int_equal(b->health.expect_lo, 200);
+	assert_int_equal(b->health.expect_hi, 299);
+	assert_true(b->health.observe);
+	assert_int_equal(b->health.on_down, CFG_ON_DOWN_CLOSE);
+	assert_int_equal(b->nservers, 2);
+	assert_int_equal(b->servers[0].weight, 3);
+	assert_int_equal(b->servers[0].maxconn, 10);
+	assert_true(b->servers[1].backup);
+	cfg_free(c);
+}
+
+static void test_defaults(void **unused)
+{
+	struct tether_config *c = NULL;
+	char *err = NULL;
+	struct cfg_backend *b;
+
+	assert_int_equal(cfg_load_string(FE BE(""), "t.conf", &c, &err), 0);
+	b = &c->backends[0];
+	assert_int_equal(c->global.workers, 1);
+	assert_int_equal(c->global.maxconn, 20000);
+	assert_string_equal(c->global.log, "stderr");
+	assert_int_equal(c->global.drain_timeout_ms, 30000);
+	assert_ptr_equal(b->algo, &lb_algo_roundrobin);
+	assert_int_equal(b->timeouts.connect_ms, 5000);
+	assert_int_equal(b->timeouts.client_ms, 30000);
+	assert_int_equal(b->timeouts.server_ms, 30000);
+	assert_int_equal(b->timeouts.http_request_ms, 5000);
+	assert_int_equal(b->retries, 2);
+	assert_int_equal(b->health.type, CFG_CHECK_NONE);
+	assert_int_equal(b->health.hc.interval_ms, 2000);
+	assert_int_equal(b->health.hc.rise, 2);
+	assert_int_equal(b->health.hc.fall, 3);
+	assert_string_equal(b->cookie_name, "TETHERID");
+	assert_int_equal(b->peek_max, 8192);
+	assert_int_equal(b->params.stick_size, 0);
+	assert_int_equal(b->params.table_size, 65537);
+	assert_int_equal(b->servers[0].weight, 1);
+	cfg_free(c);
+}
+
+struct bad_case {
+	const char *text;
+	const char *want;       /* exact error output */
+};
+
+static const struct bad_case bad[] = {
+	{ FE BE("retries = 11;"), "t.conf:2: backends.[0].retries: must be 0..10" },
+	{ FE BE("retires = 1;"), "t.conf:2: backends.[0].retires: unknown setting \"retires\" (did you mean \"retries\"?)" },
+	{ "global = { wrokers = 1; };\n" FE BE(""), "t.conf:1: global.wrokers: unknown setting \"wrokers\" (did you mean \"workers\"?)" },
+	{ "colour = 1;\n" FE BE(""), "t.conf:1: colour: unknown setting \"colour\"" },
+	{ FE BE("timeouts = { connect = \"2 s\"; };"),
+	  "t.conf:2: backends.[0].timeouts.connect: \"2 s\" is not a duration such as \"500ms\", \"2s\", \"30m\", \"3h\"" },
+	{ FE BE("timeouts = { client = 30; };"),
+	  "t.conf:2: backends.[0].timeouts.client: must be a duration string with a unit, such as \"500ms\", \"2s\", \"30m\", \"3h\"" },
+	{ FE BE("timeouts = { server = \"-1s\"; };"),
+	  "t.conf:2: backends.[0].timeouts.server: \"-1s\" is not a duration such as \"500ms\", \"2s\", \"30m\", \"3h\"" },
+	{ FE BE("timeouts = { connect = \"10x\"; };"),
+	  "t.conf:2: backends.[0].timeouts.connect: \"10x\" is not a duration such as \"500ms\", \"2s\", \"30m\", \"3h\"" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1\"; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0].address: \"127.0.0.1\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1:70000\"; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0].address: \"127.0.0.1:70000\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"localhost:80\"; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0].address: \"localhost:80\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1:1\"; },\n"
+	     "{ name = \"a\"; address = \"127.0.0.1:2\"; } ); } );\n",
+	  "t.conf:3: backends.[0].servers.[1]: server name \"a\" is used twice in this backend" },
+	{ FE BE("") "\n", NULL },   /* placeholder replaced below: keeps indexes simple */
+	{ "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"nope\"; } );\n" BE(""),
+	  "t.conf:1: frontends.[0]: backend \"nope\" is not defined" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1:1\"; weight = 300; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0].weight: must be 0..256" },
+	{ FE BE("iphash = { table_size = 65536; };"),
+	  "t.conf:2: backends.[0].iphash.table_size: 65536 is not a prime (Maglev needs a prime table size, e.g. 65537)" },
+	{ FE BE("balance = \"random\";"),
+	  "t.conf:2: backends.[0].balance: \"random\" is not one of roundrobin, leastconn, iphash, cookie" },
+	{ FE BE("cookie = { fallback = \"cookie\"; };"),
+	  "t.conf:2: backends.[0].cookie.fallback: \"cookie\" is not one of roundrobin, leastconn, iphash" },
+	{ FE BE("health = { expect = \"2xy\"; };"),
+	  "t.conf:2: backends.[0].health.expect: must be a status 100..599 or a class such as \"2xx\"" },
+	{ FE BE("health = { expect = 700; };"),
+	  "t.conf:2: backends.[0].health.expect: must be a status 100..599 or a class such as \"2xx\"" },
+	{ "global = { workers = 2; };\n" FE BE(""), "t.conf:1: global.workers: only 1 worker is supported in this version" },
+	{ FE BE("retries = = 2;"), "t.conf:2: syntax error: syntax error" },
+	{ FE BE("retries = \"2\";"), "t.conf:2: backends.[0].retries: must be an integer" },
+	{ FE BE("iphash = { balance_factor = 100; };"),
+	  "t.conf:2: backends.[0].iphash: balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)" },
+	{ FE BE("cookie = { name = \"a b\"; };"), "t.conf:2: backends.[0].cookie.name: \"a b\" is not a valid cookie name" },
+	{ FE BE("health = { type = \"udp\"; };"), "t.conf:2: backends.[0].health.type: \"udp\" is not one of tcp, http" },
+	{ FE BE("health = { observe = 1; };"), "t.conf:2: backends.[0].health.observe: must be true or false" },
+	{ FE BE("health = { path = \"health\"; };"), "t.conf:2: backends.[0].health.path: must start with /" },
+	{ BE(""), "t.conf:1: frontends: missing: at least one frontend is needed" },
+	{ FE, "t.conf:1: backends: missing: at least one backend is needed" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( ); } );\n", "t.conf:2: backends.[0].servers: at least one server is needed" },
+	{ "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\", \"127.0.0.1:8080\" ]; backend = \"pods\"; } );\n" BE(""),
+	  "t.conf:1: frontends.[0]: address 127.0.0.1:8080 is bound twice" },
+	{ "frontends = ( { name = \"x y\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"pods\"; } );\n" BE(""),
+	  "t.conf:1: frontends.[0].name: \"x y\": names are 1..63 characters from A-Z a-z 0-9 . _ -" },
+	{ FE "backends = ( { name = \"pods\"; servers = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0]: missing \"name\"" },
+	/* several errors are all reported, in file order */
+	{ FE BE("retries = 11;\n  timeouts = { connect = \"1\"; };"),
+	  "t.conf:2: backends.[0].retries: must be 0..10\n"
+	  "t.conf:3: backends.[0].timeouts.connect: \"1\" is not a duration such as \"500ms\", \"2s\", \"30m\", \"3h\"" },
+};
+
+static void test_errors(void **unused)
+{
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct tether_config *c = NULL;
+		char *err = NULL;
+
+		if (!bad[i].want)
+			continue;
+		if (cfg_load_string(bad[i].text, "t.conf", &c, &err) == 0)
+			fail_msg("case %zu loaded; want: %s", i, bad[i].want);
+		assert_null(c);
+		if (!err || strcmp(err, bad[i].want) != 0)
+			fail_msg("case %zu:\n got: %s\nwant: %s", i, err ? err : "(null)", bad[i].want);
+		free(err);
+	}
+}
+
+static void test_durations_and_addresses(void **unused)
+{
+	uint64_t ms;
+	struct cfg_addr a;
+
+	assert_int_equal(cfg_parse_duration("500ms", &ms), 0);
+	assert_int_equal(ms, 500);
+	assert_int_equal(cfg_parse_duration("3h", &ms), 0);
+	assert_int_equal(ms, 10800000);
+	assert_int_equal(cfg_parse_duration("1d", &ms), 0);
+	assert_int_equal(ms, 86400000);
+	assert_int_not_equal(cfg_parse_duration("5", &ms), 0);
+	assert_int_not_equal(cfg_parse_duration("", &ms), 0);
+	assert_int_not_equal(cfg_parse_duration("s", &ms), 0);
+	assert_int_not_equal(cfg_parse_duration("99999999999999999999s", &ms), 0);
+	assert_int_equal(cfg_parse_addr("*:80", &a), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET);
+	assert_int_equal(cfg_parse_addr("[::1]:80", &a), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	assert_int_not_equal(cfg_parse_addr("[::1]80", &a), 0);
+	assert_int_not_equal(cfg_parse_addr("::1:80", &a), 0);
+	assert_int_not_equal(cfg_parse_addr("1.2.3.4:0", &a), 0);
+	assert_int_not_equal(cfg_parse_addr("1.2.3.4:", &a), 0);
+}
+
+static void check_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[1024];
+		struct tether_config *c = NULL;
+		char *err = NULL;
+		size_t len = strlen(e->d_name);
+
+		if (len < 5 || strcmp(e->d_name + len - 5, ".conf") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (cfg_load(path, &c, &err) != 0)
+			fail_msg("%s", err);
+		cfg_free(c);
+		n++;
+	}
+	closedir(d);
+	assert_true(n > 0);
+}
+
+static void test_shipped_files(void **unused)
+{
+	const char *src = getenv("TETHER_SRCDIR");
+	char dir[900];
+	struct tether_config *c = NULL;
+	char *err = NULL;
+
+	assert_non_null(src);
+	snprintf(dir, sizeof(dir), "%s/conf", src);
+	check_dir(dir);
+	snprintf(dir, sizeof(dir), "%s/conf/examples", src);
+	check_dir(dir);
+	assert_int_equal(cfg_load("/nonexistent/t.conf", &c, &err), -1);
+	assert_non_null(strstr(err, "/nonexistent/t.conf: cannot read the file"));
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full_config),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_durations_and_addresses),
+		cmocka_unit_test(test_shipped_files),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
