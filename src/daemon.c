@@ -1,2 +1,534 @@
-/* placeholder: being written */
-extern int tether_placeholder_daemon;
+/*
+ * tether - the daemon: building the runtime from a configuration, signals,
+ * drain on SIGTERM, zero-downtime reload on SIGHUP, health results.
+ *
+ * Reload keeps every listening socket whose address is unchanged (the fd
+ * moves to the new frontend, so no connection attempt is ever refused),
+ * opens new ones, closes removed ones.  Established connections keep the
+ * backend objects they started on (reference counted); servers that still
+ * exist (same backend and server name) carry their health and counters over.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tether.h"
+#include "tether_version.h"
+
+#define SCRATCH_SIZE (64 * 1024)   /* one read; bounds what a connection may buffer */
+
+static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_err(char **err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (err)
+		*err = strdup(msg);
+}
+
+struct t_backend *tether_find_backend(struct tether *t, const char *name)
+{
+	for (struct t_backend *be = t->backends; be; be = be->next)
+		if (!be->retired && strcmp(be->cfg.name, name) == 0)
+			return be;
+	return NULL;
+}
+
+struct t_server *be_find_server(struct t_backend *be, const char *name)
+{
+	struct lb_server *s = lb_pool_find(&be->pool, name);
+
+	return s ? s->data : NULL;
+}
+
+static void server_free_checks(struct t_backend *be)
+{
+	for (int i = 0; i < be->cfg_nservers; i++)
+		check_stop(&be->servers[i]);
+	for (struct t_server *s = be->dynamic; s; s = s->next_dynamic)
+		check_stop(s);
+}
+
+static void backend_free(struct t_backend *be)
+{
+	struct t_server *s, *next;
+
+	server_free_checks(be);
+	lb_pool_fini(&be->pool);
+	free(be->servers);
+	for (s = be->dynamic; s; s = next) {
+		next = s->next_dynamic;
+		free(s);
+	}
+	free(be);
+}
+
+void be_put(struct t_backend *be)
+{
+	struct tether *t = be->t;
+
+	if (--be->refs > 0)
+		return;
+	for (struct t_backend **p = &t->backends; *p; p = &(*p)->next)
+		if (*p == be) {
+			*p = be->next;
+			break;
+		}
+	backend_free(be);
+}
+
+/* Counters and health of the same-named server in the running config. */
+static void inherit(struct tether *t, struct t_backend *nb, struct t_server *s)
+{
+	struct t_backend *ob = tether_find_backend(t, nb->cfg.name);
+	struct t_server *o = ob ? be_find_server(ob, s->lb.name) : NULL;
+
+	if (!o)
+		return;
+	s->hc = o->hc;
+	s->lb.up = o->lb.up;
+	s->lb.admin = o->lb.admin;
+	s->connections_total = o->connections_total;
+	s->connect_failures_total = o->connect_failures_total;
+	s->bytes_in_total = o->bytes_in_total;
+	s->bytes_out_total = o->bytes_out_total;
+	memcpy(s->last_check, o->last_check, sizeof(s->last_check));
+	nb->retries_total = ob->retries_total;
+	nb->no_server_total = ob->no_server_total;
+}
+
+static struct t_backend *backend_new(struct tether *t, const struct cfg_backend *bc, char **err)
+{
+	struct t_backend *be = calloc(1, sizeof(*be));
+	int rc;
+
+	if (!be)
+		goto nomem;
+	be->cfg = *bc;
+	be->cfg.servers = NULL;
+	be->t = t;
+	be->servers = calloc((size_t)bc->nservers + 1, sizeof(*be->servers));
+	if (!be->servers)
+		goto nomem;
+	if (lb_pool_init(&be->pool, bc->algo, &bc->params, err) < 0) {
+		free(be->servers);
+		free(be);
+		return NULL;
+	}
+	for (int i = 0; i < bc->nservers; i++) {
+		struct t_server *s = &be->servers[i];
+
+		snprintf(s->lb.name, sizeof(s->lb.name), "%s", bc->servers[i].name);
+		s->lb.weight = bc->servers[i].weight;
+		s->lb.maxconn = bc->servers[i].maxconn;
+		s->lb.backup = bc->servers[i].backup;
+		s->lb.data = s;
+		s->lb.up = true;
+		s->be = be;
+		s->addr = bc->servers[i].addr;
+		s->check_fd = -1;
+		hc_init(&s->hc, &bc->health.hc, true);
+		snprintf(s->last_check, sizeof(s->last_check), "not checked yet");
+		inherit(t, be, s);
+		rc = lb_pool_add(&be->pool, &s->lb);
+		if (rc < 0) {
+			set_err(err, "backend %s: cannot add server %s", bc->name, s->lb.name);
+			be->cfg_nservers = i;
+			backend_free(be);
+			return NULL;
+		}
+		if (s->lb.admin != LB_ADMIN_READY)
+			lb_server_set_admin(&be->pool, &s->lb, s->lb.admin);
+	}
+	be->cfg_nservers = bc->nservers;
+	return be;
+nomem:
+	if (be)
+		free(be->servers);
+	free(be);
+	set_err(err, "out of memory");
+	return NULL;
+}
+
+static void backend_start_checks(struct t_backend *be)
+{
+	if (be->cfg.health.type == CFG_CHECK_NONE)
+		return;
+	for (int i = 0; i < be->cfg_nservers; i++)
+		check_start(&be->servers[i]);
+}
+
+/* Listener for addr from the running frontends, taken over (fd moves). */
+static int take_listener(struct tether *t, const struct cfg_addr *addr)
+{
+	for (int i = 0; i < t->nfe; i++)
+		for (int j = 0; j < t->fe[i].cfg.nbinds; j++) {
+			struct t_listener *l = &t->fe[i].ls[j];
+
+			if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0) {
+				int fd = l->fd;
+
+				listener_stop(t, l);
+				l->fd = -1;
+				return fd;
+			}
+		}
+	return -1;
+}
+
+static void frontends_free(struct tether *t, struct t_frontend *fe, int n)
+{
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
+			listener_stop(t, &fe[i].ls[j]);
+			if (fe[i].ls[j].fd >= 0)
+				close(fe[i].ls[j].fd);
+		}
+		free(fe[i].ls);
+		if (fe[i].be)
+			be_put(fe[i].be);
+	}
+	free(fe);
+}
+
+/*
+ * Builds frontends and backends for cfg, reusing the listeners of the
+ * running ones.  On failure nothing running is touched (taken listeners are
+ * given back by the caller's old frontends staying in place: we only take
+ * them once everything else succeeded).
+ */
+static int build(struct tether *t, struct tether_config *cfg, struct t_frontend **out_fe,
+                 struct t_backend **out_be, char **err)
+{
+	struct t_backend *list = NULL, **tail = &list;
+	struct t_frontend *fe = calloc((size_t)cfg->nfrontends, sizeof(*fe));
+	struct t_backend **byidx = calloc((size_t)cfg->nbackends + 1, sizeof(*byidx));
+
+	if (!fe || !byidx)
+		goto fail;
+	for (int i = 0; i < cfg->nbackends; i++) {
+		struct t_backend *be = backend_new(t, &cfg->backends[i], err);
+
+		if (!be)
+			goto fail;
+		be->refs = 1;           /* the running configuration */
+		*tail = byidx[i] = be;
+		tail = &be->next;
+	}
+	for (int i = 0; i < cfg->nfrontends; i++) {
+		fe[i].cfg = cfg->frontends[i];
+		fe[i].t = t;
+		fe[i].be = byidx[cfg->frontends[i].backend];
+		fe[i].be->refs++;
+		fe[i].ls = calloc((size_t)fe[i].cfg.nbinds, sizeof(*fe[i].ls));
+		if (!fe[i].ls)
+			goto fail;
+		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
+			fe[i].ls[j].fd = -1;
+			fe[i].ls[j].addr = fe[i].cfg.binds[j];
+			fe[i].ls[j].fe = &fe[i];
+		}
+	}
+	/* open what is new first: a failure leaves the running listeners alone */
+	for (int i = 0; i < cfg->nfrontends; i++)
+		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
+			struct t_listener *l = &fe[i].ls[j];
+			bool running = false;
+
+			for (int a = 0; a < t->nfe && !running; a++)
+				for (int b = 0; b < t->fe[a].cfg.nbinds; b++)
+					running |= t->fe[a].ls[b].fd >= 0 && t->fe[a].ls[b].addr.len == l->addr.len &&
+					           memcmp(&t->fe[a].ls[b].addr.ss, &l->addr.ss, l->addr.len) == 0;
+			if (!running && listener_open(l, err) < 0)
+				goto fail;
+		}
+	for (int i = 0; i < cfg->nfrontends; i++)
+		for (int j = 0; j < fe[i].cfg.nbinds; j++)
+			if (fe[i].ls[j].fd < 0)
+				fe[i].ls[j].fd = take_listener(t, &fe[i].ls[j].addr);
+	free(byidx);
+	*out_fe = fe;
+	*out_be = list;
+	return 0;
+fail:
+	if (fe)
+		frontends_free(t, fe, cfg->nfrontends);
+	while (list) {
+		struct t_backend *next = list->next;
+
+		if (list->refs <= 1)
+			backend_free(list);
+		list = next;
+	}
+	free(byidx);
+	return -1;
+}
+
+/* Installs a built runtime: retires the old backends and frontends. */
+static void install(struct tether *t, struct tether_config *cfg, struct t_frontend *fe, struct t_backend *list)
+{
+	struct t_frontend *old_fe = t->fe;
+	int old_n = t->nfe;
+	struct t_backend *old = t->backends, *be, *last = list;
+
+	for (be = old; be; be = be->next) {
+		if (!be->retired)
+			server_free_checks(be);
+		be->retired = true;
+	}
+	while (last && last->next)
+		last = last->next;
+	if (last)
+		last->next = old;
+	t->backends = list ? list : old;
+	t->fe = fe;
+	t->nfe = cfg->nfrontends;
+	if (old_fe)
+		frontends_free(t, old_fe, old_n);
+	/* drop the running-config reference of the retired backends */
+	for (be = old; be;) {
+		struct t_backend *next = be->next;
+
+		be_put(be);
+		be = next;
+	}
+	cfg_free(t->cfg);
+	t->cfg = cfg;
+	for (be = t->backends; be; be = be->next)
+		if (!be->retired)
+			backend_start_checks(be);
+	for (int i = 0; i < t->nfe; i++)
+		for (int j = 0; j < t->fe[i].cfg.nbinds; j++)
+			listener_start(t, &t->fe[i].ls[j]);
+	t->accept_paused = false;
+}
+
+void tether_accept_resume(struct tether *t)
+{
+	if (t->draining)
+		return;
+	t->accept_paused = false;
+	for (int i = 0; i < t->nfe; i++)
+		for (int j = 0; j < t->fe[i].cfg.nbinds; j++)
+			listener_start(t, &t->fe[i].ls[j]);
+}
+
+static void accept_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	tether_accept_resume(container_of(w, struct tether, accept_timer));
+}
+
+void tether_reload(struct tether *t)
+{
+	struct tether_config *cfg = NULL;
+	struct t_frontend *fe;
+	struct t_backend *list;
+	char *err = NULL;
+
+	if (cfg_load(t->conf_path, &cfg, &err) < 0 || build(t, cfg, &fe, &list, &err) < 0) {
+		t->reload_failures_total++;
+		log_printf("reload of %s failed; still running the previous configuration:", t->conf_path);
+		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+			log_printf("  %s", line);
+		free(err);
+		cfg_free(cfg);
+		return;
+	}
+	if (strcmp(cfg->global.log, t->cfg->global.log) != 0 && log_open(cfg->global.log, &err) < 0) {
+		log_printf("reload: %s (keeping the previous log)", err);
+		free(err);
+	}
+	install(t, cfg, fe, list);
+	t->reloads_total++;
+	log_printf("reloaded %s: %d frontends, %d backends, %u connections carried over", t->conf_path,
+	           cfg->nfrontends, cfg->nbackends, t->active);
+}
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tether *t = container_of(w, struct tether, drain_timer);
+
+	log_printf("drain timeout: closing %u connections", t->active);
+	conn_close_all(t, END_SHUTDOWN);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void stop(struct tether *t, const char *sig)
+{
+	if (t->draining)
+		return;
+	t->draining = true;
+	log_printf("%s: stopped accepting; draining %u connections (up to %.1fs)", sig, t->active,
+	           t->cfg->global.drain_timeout_ms / 1000.0);
+	for (int i = 0; i < t->nfe; i++)
+		for (int j = 0; j < t->fe[i].cfg.nbinds; j++) {
+			struct t_listener *l = &t->fe[i].ls[j];
+
+			listener_stop(t, l);
+			if (l->fd >= 0)
+				close(l->fd);
+			l->fd = -1;
+		}
+	ev_timer_stop(t->loop, &t->accept_timer);
+	admin_stop(t);
+	metrics_stop(t);
+	for (struct t_backend *be = t->backends; be; be = be->next)
+		server_free_checks(be);
+	if (t->active == 0) {
+		ev_break(t->loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_set(&t->drain_timer, t->cfg->global.drain_timeout_ms / 1000.0, 0.);
+	ev_timer_start(t->loop, &t->drain_timer);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct tether *t = w->data;
+
+	switch (w->signum) {
+	case SIGTERM:
+		stop(t, "SIGTERM");
+		break;
+	case SIGINT:
+		stop(t, "SIGINT");
+		break;
+	case SIGHUP:
+		if (!t->draining)
+			tether_reload(t);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		log_printf("log reopened");
+		break;
+	}
+}
+
+void srv_health_result(struct t_server *s, bool ok, const char *why)
+{
+	struct t_backend *be = s->be;
+	enum hc_change ch = hc_report(&s->hc, &be->cfg.health.hc, ok);
+
+	snprintf(s->last_check, sizeof(s->last_check), "%s", why);
+	if (ch == HC_SAME)
+		return;
+	lb_server_set_up(&be->pool, &s->lb, ch == HC_WENT_UP);
+	log_printf("server %s/%s is %s (%s)", be->cfg.name, s->lb.name, ch == HC_WENT_UP ? "UP" : "DOWN", why);
+	if (ch == HC_WENT_DOWN && be->cfg.health.on_down == CFG_ON_DOWN_CLOSE)
+		conn_close_server(be->t, s);
+}
+
+void srv_observe(struct t_server *s, bool ok, const char *why)
+{
+	const struct cfg_health *h = &s->be->cfg.health;
+
+	if (!h->observe || s->be->retired)
+		return;
+	/* A successful real connection only counts while the server is UP: a
+	 * DOWN server must prove itself to the active check (rise). */
+	if (ok && !s->lb.up)
+		return;
+	if (ok && s->hc.health == h->hc.rise + h->hc.fall - 1)
+		return;
+	srv_health_result(s, ok, why);
+}
+
+int tether_start(struct tether *t, struct tether_config *cfg, const char *path, char **err)
+{
+	struct t_frontend *fe;
+	struct t_backend *list;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	ev_signal *w[] = { &t->sig_term, &t->sig_int, &t->sig_hup, &t->sig_usr1 };
+
+	memset(t, 0, sizeof(*t));
+	t->loop = ev_default_loop(EVFLAG_AUTO);
+	if (!t->loop) {
+		set_err(err, "cannot initialise the event loop");
+		cfg_free(cfg);
+		return -1;
+	}
+	snprintf(t->conf_path, sizeof(t->conf_path), "%s", path);
+	lb_rng_seed(&t->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+	t->scratch_size = SCRATCH_SIZE;
+	t->scratch = malloc(t->scratch_size);
+	if (!t->scratch) {
+		set_err(err, "out of memory");
+		cfg_free(cfg);
+		return -1;
+	}
+	if (log_open(cfg->global.log, err) < 0) {
+		cfg_free(cfg);
+		return -1;
+	}
+	ev_init(&t->accept_timer, accept_timer_cb);
+	ev_init(&t->drain_timer, drain_timer_cb);
+	signal(SIGPIPE, SIG_IGN);
+	if (build(t, cfg, &fe, &list, err) < 0) {
+		cfg_free(cfg);
+		return -1;
+	}
+	install(t, cfg, fe, list);
+	if (admin_start(t, err) < 0 || metrics_start(t, err) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		ev_signal_init(w[i], signal_cb, sigs[i]);
+		w[i]->data = t;
+		ev_signal_start(t->loop, w[i]);
+		ev_unref(t->loop);      /* signal watchers alone do not keep the loop alive */
+	}
+	log_start_timer(t->loop);
+	t->started = ev_time();
+	log_printf("tether %s started: %s, %d frontends, %d backends", TETHER_VERSION, path, cfg->nfrontends,
+	           cfg->nbackends);
+	return 0;
+}
+
+int tether_run(struct tether *t)
+{
+	ev_run(t->loop, 0);
+	log_printf("tether stopped");
+	return t->exit_code;
+}
+
+void tether_free(struct tether *t)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	ev_signal *w[] = { &t->sig_term, &t->sig_int, &t->sig_hup, &t->sig_usr1 };
+
+	if (!t->loop)
+		return;
+	conn_close_all(t, END_SHUTDOWN);
+	admin_stop(t);
+	metrics_stop(t);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (ev_is_active(w[i])) {
+			ev_ref(t->loop);
+			ev_signal_stop(t->loop, w[i]);
+		}
+	log_stop_timer(t->loop);
+	ev_timer_stop(t->loop, &t->accept_timer);
+	ev_timer_stop(t->loop, &t->drain_timer);
+	frontends_free(t, t->fe, t->nfe);
+	t->fe = NULL;
+	while (t->backends) {
+		struct t_backend *be = t->backends;
+
+		t->backends = be->next;
+		backend_free(be);
+	}
+	cfg_free(t->cfg);
+	free(t->scratch);
+	log_close();
+	ev_loop_destroy(t->loop);
+	t->loop = NULL;
+}

@@ -1,0 +1,47 @@
+/*
+ * tether - a tiny request/response server on the daemon's loop, shared by
+ * the runtime API (admin.c, unix socket) and the metrics endpoint
+ * (metrics.c, TCP).  Requests are small; answers are buffered and written
+ * as the socket accepts them.
+ */
+#ifndef TETHER_CTL_H
+#define TETHER_CTL_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tether/config.h"
+
+struct tether;
+
+/* A growable text buffer. */
+struct sbuf {
+	char *s;
+	size_t len, cap;
+	bool failed;            /* an allocation failed: the text is truncated */
+};
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_free(struct sbuf *b);
+
+/*
+ * Handles the request bytes in[0..len).  Returns how many it consumed (0:
+ * the request is incomplete, wait for more), appends the answer to out and
+ * sets *close_after when the connection must close once it is written.
+ */
+typedef size_t (*ctl_handle_fn)(struct tether *t, const char *in, size_t len, struct sbuf *out, bool *close_after);
+
+struct ctl_server {
+	ev_io io;
+	int fd;
+	struct tether *t;
+	ctl_handle_fn handle;
+	char unix_path[108];    /* unlinked on stop; "" for TCP */
+};
+
+int ctl_listen_unix(struct ctl_server *cs, struct tether *t, const char *path, ctl_handle_fn h, char **err);
+int ctl_listen_tcp(struct ctl_server *cs, struct tether *t, const struct cfg_addr *a, ctl_handle_fn h, char **err);
+/* Stops listening and closes every client of this server. */
+void ctl_stop(struct ctl_server *cs);
+
+#endif
