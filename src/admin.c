@@ -74,7 +74,7 @@ static const char *cmd_show(struct tether *t, char **argv, int argc, struct sbuf
 		uint64_t total = 0;
 
 		for (int i = 0; i < t->nfe; i++)
-			total += t->fe[i].connections_total;
+			total += t->fe[i]->connections_total;
 		sb_printf(out, "version %s\npid %d\nuptime_seconds %.0f\nconfig %s\nactive_connections %u\n"
 		          "connections_total %llu\nmaxconn %u\nreloads %llu\nreload_failures %llu\n",
 		          TETHER_VERSION, (int)getpid(), ev_now(t->loop) - t->started, t->conf_path, t->active,

@@ -176,6 +176,7 @@ static void conn_close(struct conn *cn, enum t_end why, bool reset)
 	cn->fe->active--;
 	t->active--;
 	be_put(cn->be);
+	fe_put(cn->fe);
 	free(cn->head);
 	free(cn);
 	if (t->draining) {
@@ -622,6 +623,7 @@ void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *s
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	cn->fe = fe;
+	fe->refs++;
 	cn->be = fe->be;
 	cn->be->refs++;
 	cn->c.fd = fd;

@@ -172,8 +172,8 @@ static void backend_start_checks(struct t_backend *be)
 static int take_listener(struct tether *t, const struct cfg_addr *addr)
 {
 	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i].cfg.nbinds; j++) {
-			struct t_listener *l = &t->fe[i].ls[j];
+		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &t->fe[i]->ls[j];
 
 			if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0) {
 				int fd = l->fd;
@@ -186,17 +186,30 @@ static int take_listener(struct tether *t, const struct cfg_addr *addr)
 	return -1;
 }
 
-static void frontends_free(struct tether *t, struct t_frontend *fe, int n)
+void fe_put(struct t_frontend *fe)
 {
-	for (int i = 0; i < n; i++) {
-		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
-			listener_stop(t, &fe[i].ls[j]);
-			if (fe[i].ls[j].fd >= 0)
-				close(fe[i].ls[j].fd);
+	if (--fe->refs > 0)
+		return;
+	free(fe->ls);
+	if (fe->be)
+		be_put(fe->be);
+	free(fe);
+}
+
+/* Closes the listeners still owned by the frontends and drops the
+ * configuration's reference; connections keep their frontend alive. */
+static void frontends_free(struct tether *t, struct t_frontend **fe, int n)
+{
+	for (int i = 0; fe && i < n; i++) {
+		if (!fe[i])
+			continue;
+		for (int j = 0; j < fe[i]->cfg.nbinds; j++) {
+			listener_stop(t, &fe[i]->ls[j]);
+			if (fe[i]->ls[j].fd >= 0)
+				close(fe[i]->ls[j].fd);
+			fe[i]->ls[j].fd = -1;
 		}
-		free(fe[i].ls);
-		if (fe[i].be)
-			be_put(fe[i].be);
+		fe_put(fe[i]);
 	}
 	free(fe);
 }
@@ -207,11 +220,11 @@ static void frontends_free(struct tether *t, struct t_frontend *fe, int n)
  * given back by the caller's old frontends staying in place: we only take
  * them once everything else succeeded).
  */
-static int build(struct tether *t, struct tether_config *cfg, struct t_frontend **out_fe,
+static int build(struct tether *t, struct tether_config *cfg, struct t_frontend ***out_fe,
                  struct t_backend **out_be, char **err)
 {
 	struct t_backend *list = NULL, **tail = &list;
-	struct t_frontend *fe = calloc((size_t)cfg->nfrontends, sizeof(*fe));
+	struct t_frontend **fe = calloc((size_t)cfg->nfrontends + 1, sizeof(*fe));
 	struct t_backend **byidx = calloc((size_t)cfg->nbackends + 1, sizeof(*byidx));
 
 	if (!fe || !byidx)
@@ -226,36 +239,45 @@ static int build(struct tether *t, struct tether_config *cfg, struct t_frontend 
 		tail = &be->next;
 	}
 	for (int i = 0; i < cfg->nfrontends; i++) {
-		fe[i].cfg = cfg->frontends[i];
-		fe[i].t = t;
-		fe[i].be = byidx[cfg->frontends[i].backend];
-		fe[i].be->refs++;
-		fe[i].ls = calloc((size_t)fe[i].cfg.nbinds, sizeof(*fe[i].ls));
-		if (!fe[i].ls)
+		struct t_frontend *f = calloc(1, sizeof(*f));
+
+		if (!f)
 			goto fail;
-		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
-			fe[i].ls[j].fd = -1;
-			fe[i].ls[j].addr = fe[i].cfg.binds[j];
-			fe[i].ls[j].fe = &fe[i];
+		fe[i] = f;
+		f->refs = 1;            /* the running configuration */
+		f->cfg = cfg->frontends[i];
+		f->t = t;
+		f->be = byidx[cfg->frontends[i].backend];
+		f->be->refs++;
+		for (int a = 0; a < t->nfe; a++)        /* counters carry over by name */
+			if (strcmp(t->fe[a]->cfg.name, f->cfg.name) == 0)
+				f->connections_total = t->fe[a]->connections_total;
+		f->ls = calloc((size_t)f->cfg.nbinds, sizeof(*f->ls));
+		if (!f->ls)
+			goto fail;
+		for (int j = 0; j < f->cfg.nbinds; j++) {
+			f->ls[j].fd = -1;
+			f->ls[j].addr = f->cfg.binds[j];
+			f->ls[j].fe = f;
 		}
 	}
 	/* open what is new first: a failure leaves the running listeners alone */
 	for (int i = 0; i < cfg->nfrontends; i++)
-		for (int j = 0; j < fe[i].cfg.nbinds; j++) {
-			struct t_listener *l = &fe[i].ls[j];
+		for (int j = 0; j < fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &fe[i]->ls[j];
 			bool running = false;
 
 			for (int a = 0; a < t->nfe && !running; a++)
-				for (int b = 0; b < t->fe[a].cfg.nbinds; b++)
-					running |= t->fe[a].ls[b].fd >= 0 && t->fe[a].ls[b].addr.len == l->addr.len &&
-					           memcmp(&t->fe[a].ls[b].addr.ss, &l->addr.ss, l->addr.len) == 0;
+				for (int b = 0; b < t->fe[a]->cfg.nbinds; b++)
+					running |= t->fe[a]->ls[b].fd >= 0 && t->fe[a]->ls[b].addr.len == l->addr.len &&
+					           memcmp(&t->fe[a]->ls[b].addr.ss, &l->addr.ss, l->addr.len) == 0;
 			if (!running && listener_open(l, err) < 0)
 				goto fail;
 		}
 	for (int i = 0; i < cfg->nfrontends; i++)
-		for (int j = 0; j < fe[i].cfg.nbinds; j++)
-			if (fe[i].ls[j].fd < 0)
-				fe[i].ls[j].fd = take_listener(t, &fe[i].ls[j].addr);
+		for (int j = 0; j < fe[i]->cfg.nbinds; j++)
+			if (fe[i]->ls[j].fd < 0)
+				fe[i]->ls[j].fd = take_listener(t, &fe[i]->ls[j].addr);
 	free(byidx);
 	*out_fe = fe;
 	*out_be = list;
@@ -275,9 +297,9 @@ fail:
 }
 
 /* Installs a built runtime: retires the old backends and frontends. */
-static void install(struct tether *t, struct tether_config *cfg, struct t_frontend *fe, struct t_backend *list)
+static void install(struct tether *t, struct tether_config *cfg, struct t_frontend **fe, struct t_backend *list)
 {
-	struct t_frontend *old_fe = t->fe;
+	struct t_frontend **old_fe = t->fe;
 	int old_n = t->nfe;
 	struct t_backend *old = t->backends, *be, *last = list;
 
@@ -308,8 +330,8 @@ static void install(struct tether *t, struct tether_config *cfg, struct t_fronte
 		if (!be->retired)
 			backend_start_checks(be);
 	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i].cfg.nbinds; j++)
-			listener_start(t, &t->fe[i].ls[j]);
+		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
+			listener_start(t, &t->fe[i]->ls[j]);
 	t->accept_paused = false;
 }
 
@@ -319,8 +341,8 @@ void tether_accept_resume(struct tether *t)
 		return;
 	t->accept_paused = false;
 	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i].cfg.nbinds; j++)
-			listener_start(t, &t->fe[i].ls[j]);
+		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
+			listener_start(t, &t->fe[i]->ls[j]);
 }
 
 static void accept_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -331,7 +353,7 @@ static void accept_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void tether_reload(struct tether *t)
 {
 	struct tether_config *cfg = NULL;
-	struct t_frontend *fe;
+	struct t_frontend **fe;
 	struct t_backend *list;
 	char *err = NULL;
 
@@ -371,8 +393,8 @@ static void stop(struct tether *t, const char *sig)
 	log_printf("%s: stopped accepting; draining %u connections (up to %.1fs)", sig, t->active,
 	           t->cfg->global.drain_timeout_ms / 1000.0);
 	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i].cfg.nbinds; j++) {
-			struct t_listener *l = &t->fe[i].ls[j];
+		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &t->fe[i]->ls[j];
 
 			listener_stop(t, l);
 			if (l->fd >= 0)
@@ -445,7 +467,7 @@ void srv_observe(struct t_server *s, bool ok, const char *why)
 
 int tether_start(struct tether *t, struct tether_config *cfg, const char *path, char **err)
 {
-	struct t_frontend *fe;
+	struct t_frontend **fe;
 	struct t_backend *list;
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	ev_signal *w[] = { &t->sig_term, &t->sig_int, &t->sig_hup, &t->sig_usr1 };

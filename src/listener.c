@@ -73,8 +73,8 @@ err:
 static void pause_accepting(struct tether *t, double seconds)
 {
 	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i].cfg.nbinds; j++)
-			listener_stop(t, &t->fe[i].ls[j]);
+		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
+			listener_stop(t, &t->fe[i]->ls[j]);
 	t->accept_paused = true;
 	if (seconds > 0) {
 		ev_timer_stop(t->loop, &t->accept_timer);

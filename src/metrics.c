@@ -118,8 +118,8 @@ static void prometheus(struct tether *t, struct sbuf *o)
 			break;
 		case SC_FRONTEND:
 			for (int i = 0; i < t->nfe; i++)
-				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(t->fe[i].cfg.name, a, sizeof(a)),
-				          (unsigned long long)mt->fe(&t->fe[i]));
+				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(t->fe[i]->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->fe(t->fe[i]));
 			break;
 		case SC_BACKEND:
 			for (struct t_backend *be = t->backends; be; be = be->next)
@@ -157,8 +157,8 @@ static void json(struct tether *t, struct sbuf *o)
 	          (unsigned long long)t->reloads_total, (unsigned long long)t->reload_failures_total);
 	for (int i = 0; i < t->nfe; i++)
 		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
-		          i ? "," : "", t->fe[i].cfg.name, t->fe[i].be->cfg.name,
-		          (unsigned long long)t->fe[i].connections_total, t->fe[i].active);
+		          i ? "," : "", t->fe[i]->cfg.name, t->fe[i]->be->cfg.name,
+		          (unsigned long long)t->fe[i]->connections_total, t->fe[i]->active);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;

@@ -84,6 +84,7 @@ struct t_listener {
 
 struct t_frontend {
 	struct cfg_frontend cfg;
+	int refs;                       /* running config + connections (fe_put) */
 	struct t_backend *be;           /* referenced */
 	struct t_listener *ls;          /* cfg.nbinds of them */
 	uint64_t connections_total;
@@ -95,7 +96,7 @@ struct tether {
 	struct ev_loop *loop;
 	struct tether_config *cfg;      /* running configuration, owned */
 	char conf_path[256];
-	struct t_frontend *fe;
+	struct t_frontend **fe;         /* the running frontends */
 	int nfe;
 	struct t_backend *backends;     /* live and retired */
 	struct lb_rng rng;
@@ -125,6 +126,7 @@ void tether_free(struct tether *t);
 void tether_reload(struct tether *t);
 void tether_accept_resume(struct tether *t);
 void be_put(struct t_backend *be);
+void fe_put(struct t_frontend *fe);
 /* Server objects of a backend (configured + dynamic, not deleted). */
 struct t_server *be_find_server(struct t_backend *be, const char *name);
 struct t_backend *tether_find_backend(struct tether *t, const char *name);
