@@ -362,6 +362,7 @@ void tether_reload(struct tether *t)
 		log_printf("reload of %s failed; still running the previous configuration:", t->conf_path);
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
 			log_printf("  %s", line);
+		log_flush();
 		free(err);
 		cfg_free(cfg);
 		return;
@@ -374,6 +375,7 @@ void tether_reload(struct tether *t)
 	t->reloads_total++;
 	log_printf("reloaded %s: %d frontends, %d backends, %u connections carried over", t->conf_path,
 	           cfg->nfrontends, cfg->nbackends, t->active);
+	log_flush();
 }
 
 static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -446,6 +448,7 @@ void srv_health_result(struct t_server *s, bool ok, const char *why)
 		return;
 	lb_server_set_up(&be->pool, &s->lb, ch == HC_WENT_UP);
 	log_printf("server %s/%s is %s (%s)", be->cfg.name, s->lb.name, ch == HC_WENT_UP ? "UP" : "DOWN", why);
+	log_flush();        /* state changes are rare and wanted at once */
 	if (ch == HC_WENT_DOWN && be->cfg.health.on_down == CFG_ON_DOWN_CLOSE)
 		conn_close_server(be->t, s);
 }
@@ -512,6 +515,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	t->started = ev_time();
 	log_printf("tether %s started: %s, %d frontends, %d backends", TETHER_VERSION, path, cfg->nfrontends,
 	           cfg->nbackends);
+	log_flush();
 	return 0;
 }
 

@@ -10,6 +10,7 @@ connections cost no threads.  Modes:
   drain   reads until EOF, then answers "<bytes> <sha256>\\n" and closes
 """
 import asyncio
+import atexit
 import hashlib
 import os
 import resource
@@ -222,7 +223,13 @@ class Tether:
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--track-fds=yes", "--log-file=" + os.path.join(self.dir, "valgrind.log")] + cmd
         self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=raise_nofile)
+        atexit.register(self._kill)         # a failed assertion must not leave it running
         self.wait_port(port)
+
+    def _kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def write(self, text):
         """Writes the config; @DIR@ stands for this instance's directory."""

@@ -1,0 +1,156 @@
+"""Affinity with the real binary: cookie stickiness in TCP mode, Set-Cookie
+insertion, non-HTTP passthrough, iphash per client address, agreement of
+two instances, and the remap on scale-out 4 -> 5 (modulo, Maglev, stick)."""
+import re
+import socket
+import time
+
+from harness import Backend, Tether, banner, conf, connect, http_get, main, read_http, readline
+
+COOKIE = 'cookie = { name = "TETHERID"; secret = "s3cret"; max_age = "30m"; };'
+
+
+def cookie_of(hdrs):
+    for v in hdrs.get("set-cookie", []):
+        m = re.match(r"TETHERID=([0-9a-f]{16}); Path=/; HttpOnly; Max-Age=1800$", v)
+        if m:
+            return m.group(1)
+    return None
+
+
+def test_cookie_sticky_50_connections():
+    bs = [Backend(n, mode="http") for n in "abc"]
+    text, port = conf([(b.name, b.addr) for b in bs], balance="cookie", backend_extra=COOKIE)
+    t = Tether(text, port)
+    st, hdrs, body, _ = http_get(port)
+    assert st == 200
+    value = cookie_of(hdrs)
+    assert value, hdrs
+    first = body.split()[0]
+    for _ in range(50):
+        st, hdrs, body, _ = http_get(port, {"Cookie": "theme=dark; TETHERID=" + value})
+        assert body.split()[0] == first, body
+        assert "set-cookie" not in hdrs, hdrs     # already holds the right cookie
+        assert "TETHERID=" + value in body         # the backend saw the cookie untouched
+    t.stop()
+    assert value not in ("a", "b", "c") and first not in value
+
+
+def test_cookie_redispatch_when_server_dies():
+    bs = {n: Backend(n, mode="http") for n in "abc"}
+    text, port = conf([(n, b.addr) for n, b in bs.items()], balance="cookie", backend_extra=COOKIE)
+    t = Tether(text, port)
+    st, hdrs, body, _ = http_get(port)
+    value, first = cookie_of(hdrs), body.split()[0]
+    bs[first].stop()
+    st, hdrs, body, _ = http_get(port, {"Cookie": "TETHERID=" + value})
+    second = body.split()[0]
+    fresh = cookie_of(hdrs)
+    assert st == 200 and second != first, body
+    assert fresh and fresh != value, hdrs          # a fresh cookie for the new server
+    for _ in range(5):
+        st, hdrs, body, _ = http_get(port, {"Cookie": "TETHERID=" + fresh})
+        assert body.split()[0] == second
+    t.stop()
+
+
+def test_set_cookie_byte_by_byte_head():
+    b = Backend("slow", mode="http", slow=True)
+    text, port = conf([("slow", b.addr)], balance="cookie", backend_extra=COOKIE)
+    t = Tether(text, port)
+    s = connect(port)
+    for i in range(3):                             # keep-alive: only the first response gets it
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        st, hdrs, body, head = read_http(s)
+        assert st == 200 and body.startswith("slow"), body
+        assert head.startswith(b"HTTP/1.1 200 OK\r\nSet-Cookie: TETHERID=") == (i == 0), head
+        assert int(hdrs["content-length"][0]) == len(body.encode())
+    s.close()
+    t.stop()
+
+
+def test_cookie_mode_passes_non_http_untouched():
+    e = Backend("e", mode="banner")
+    text, port = conf([("e", e.addr)], balance="cookie",
+                      backend_extra=COOKIE + ' timeouts = { http_request = "300ms"; };')
+    t = Tether(text, port)
+    s = connect(port)
+    blob = bytes(range(256)) * 40 + b"\n"          # binary, not HTTP
+    s.sendall(blob)
+    assert readline(s) == "e"
+    got = b""
+    while len(got) < len(blob):
+        got += s.recv(65536)
+    assert got == blob
+    s.close()
+    # a client that sends nothing is routed by fallback after http_request
+    s = connect(port)
+    t0 = time.time()
+    assert readline(s) == "e"
+    assert 0.25 < time.time() - t0 < 3
+    s.close()
+    t.stop()
+
+
+def test_iphash_client_addresses_keep_servers():
+    bs = [Backend(n) for n in "abcd"]
+    text, port = conf([(b.name, b.addr) for b in bs], balance="iphash")
+    t = Tether(text, port)
+    seen = {}
+    for rnd in range(3):
+        for i in range(2, 60):
+            name = banner(port, src=f"127.0.0.{i}")
+            assert seen.setdefault(i, name) == name, (i, seen[i], name)
+    t.stop()
+    assert len(set(seen.values())) == 4, seen
+
+
+def addresses(n):
+    return [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(n)]
+
+
+def test_two_instances_agree():
+    bs = [Backend(n) for n in "abcde"]
+    servers = [(b.name, b.addr) for b in bs]
+    t1 = Tether(*conf(servers, balance="iphash"))
+    t2 = Tether(*conf(list(reversed(servers)), balance="iphash"))   # order must not matter
+    differ = sum(banner(t1.port, a) != banner(t2.port, a) for a in addresses(1000))
+    t1.stop()
+    t2.stop()
+    assert differ == 0, differ
+
+
+def remap(method, stick=False):
+    bs = [Backend(f"s{i}") for i in range(5)]
+    extra = f'iphash = {{ method = "{method}"; }};' + (' stick = { timeout = "30m"; size = 10000; };' if stick else "")
+    text, port = conf([(b.name, b.addr) for b in bs[:4]], balance="iphash", backend_extra=extra,
+                      global_extra='admin = "@DIR@/admin.sock";')
+    t = Tether(text, port)
+    addrs = addresses(1000)
+    before = [banner(port, a) for a in addrs]
+    rc, out = t.admin(f"add server be s4 {bs[4].addr}")
+    assert rc == 0, out
+    after = [banner(port, a) for a in addrs]
+    t.stop()
+    moved = sum(x != y for x, y in zip(before, after)) / len(addrs)
+    print(f"{method}{' + stick' if stick else ''}: {moved:.1%} of 1000 known clients moved on 4 -> 5")
+    return moved, after
+
+
+def test_scale_out_remap_modulo():
+    moved, _ = remap("modulo")
+    assert 0.75 <= moved <= 0.85, moved
+
+
+def test_scale_out_remap_maglev():
+    moved, _ = remap("maglev")
+    assert 0.15 <= moved <= 0.30, moved
+
+
+def test_scale_out_remap_maglev_stick():
+    moved, after = remap("maglev", stick=True)
+    assert moved == 0, moved
+
+
+if __name__ == "__main__":
+    main(globals())
