@@ -68,6 +68,7 @@ class Backend:
         self.name, self.mode, self.slow = name, mode, slow
         self.port = port or free_port()
         self.server = None
+        self.stopped = False
         self.accepted = 0
         self.writers = set()
         self.start()
@@ -77,6 +78,8 @@ class Backend:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
+        self.stopped = False
+
         async def go():
             self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port,
                                                      reuse_address=True, backlog=4096)
@@ -85,18 +88,17 @@ class Backend:
     def stop(self):
         """Stops listening and resets every open connection (a crash)."""
         async def go():
+            self.stopped = True
             self.server.close()
             for w in list(self.writers):
-                try:
-                    sock = w.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                except OSError:
-                    pass
-                w.close()
+                w.transport.abort()         # RST, at once
             await self.server.wait_closed()
         Loop.get().call(go())
 
     async def _client(self, reader, writer):
+        if self.stopped:                    # accepted while stopping: a crash resets it too
+            writer.transport.abort()
+            return
         self.accepted += 1
         self.writers.add(writer)
         try:
@@ -201,6 +203,8 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
     for s in servers:
         extra = s[2] if len(s) > 2 else ""
         lines.append(f'{{ name = "{s[0]}"; address = "{s[1]}"; {extra} }}')
+    if "drain_timeout" not in global_extra:
+        global_extra += ' drain_timeout = "5s";'     # bounds stop() in every test
     text = (f"global = {{ log = \"stderr\"; {global_extra} }};\n"
             f"frontends = ( {{ name = \"fe\"; bind = [ \"127.0.0.1:{port}\" ]; backend = \"be\"; {frontend_extra} }} );\n"
             f"backends = ( {{ name = \"be\"; balance = \"{balance}\"; {backend_extra}\n"
