@@ -1,0 +1,147 @@
+#!/bin/sh
+# Benchmark: tether against HAProxy (mode tcp, nbthread 1) and nginx stream
+# (1 worker), all in front of the same two tether-pod backends, measured in
+# one run on this machine.  Prints a table with ratios against HAProxy and
+# keeps raw wrk output in bench/results/.
+#
+#   scripts/bench.sh [--quick] [--runs N] [--only tether,haproxy,nginx,direct]
+#
+# Fairness: every proxy runs one worker thread with logging off and is
+# pinned to CPU 1; wrk and the two backends share CPU 0.  Each throughput
+# figure is the median of N runs (default 3).  Idle memory is the proxy's
+# RSS growth over 2000 idle proxied connections, per connection.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+runs=3 dur=8 only="direct,tether,haproxy,nginx" idle=2000
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) runs=1 dur=3 ;;
+	--runs) runs=$2; shift ;;
+	--only) only=$2; shift ;;
+	*) echo "usage: scripts/bench.sh [--quick] [--runs N] [--only LIST]" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+scripts/install-deps.sh build bench
+build=build-release
+[ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release -Dtests=false >/dev/null
+ninja -C "$build" src/tether src/pod/tether-pod >/dev/null
+
+work=$(mktemp -d)
+results=bench/results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$results"
+pids=""
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+ulimit -n 65536 2>/dev/null || true
+
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082
+taskset -c 0 "$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"
+taskset -c 0 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"
+
+cat > "$work/tether.conf" <<EOF
+global = { maxconn = 8000; log = "$work/tether.log"; };
+frontends = ( { name = "bench"; bind = [ "127.0.0.1:$PT" ]; backend = "pods"; } );
+backends = ( { name = "pods"; balance = "roundrobin";
+  servers = ( { name = "b1"; address = "127.0.0.1:$P1"; }, { name = "b2"; address = "127.0.0.1:$P2"; } ); } );
+EOF
+cat > "$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend bench
+    bind 127.0.0.1:$PH
+    default_backend pods
+backend pods
+    balance roundrobin
+    server b1 127.0.0.1:$P1
+    server b2 127.0.0.1:$P2
+EOF
+cat > "$work/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 8000; }
+stream {
+    upstream pods { server 127.0.0.1:$P1; server 127.0.0.1:$P2; }
+    server { listen 127.0.0.1:$PN; proxy_pass pods; }
+}
+EOF
+
+# Note: the tether log is a file; one line per connection is part of what is measured.
+taskset -c 1 "$build/src/tether" -c "$work/tether.conf" & pids="$pids $!"; tpid=$!
+taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
+taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
+sleep 1
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+to_us() { # wrk latency "1.23ms" / "456.00us" / "1.2s" -> microseconds
+	awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000}
+	      else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'
+}
+
+# measure NAME PORT MODE -> prints "rps p50 p99" (medians)
+measure() {
+	name=$1 port=$2 mode=$3
+	for r in $(seq "$runs"); do
+		if [ "$mode" = close ]; then
+			taskset -c 0 wrk -t1 -c50 -d${dur}s --latency -H "Connection: close" "http://127.0.0.1:$port/" \
+				> "$results/$name-$mode-$r.txt" 2>&1 || true
+		else
+			taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "http://127.0.0.1:$port/" \
+				> "$results/$name-$mode-$r.txt" 2>&1 || true
+		fi
+	done
+	rps=$(cat "$results/$name-$mode-"*.txt | awk '/^Requests\/sec/ {print $2}' | median)
+	p50=$(cat "$results/$name-$mode-"*.txt | awk '$1=="50%" {print $2}' | to_us | median)
+	p99=$(cat "$results/$name-$mode-"*.txt | awk '$1=="99%" {print $2}' | to_us | median)
+	echo "${rps:-0} ${p50:-0} ${p99:-0}"
+}
+
+idle_mem() { # PID PORT -> bytes per idle proxied connection
+	python3 bench/bench-idle.py "$1" "$2" "$idle"
+}
+
+printf '%-8s %12s %9s %9s %12s %9s %9s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" "p50_us" "p99_us" "idle_B/conn" \
+	| tee "$results/table.txt"
+for who in direct tether haproxy nginx; do
+	case ",$only," in *",$who,"*) ;; *) continue ;; esac
+	case $who in
+	direct) port=$P1 pid="" ;;
+	tether) port=$PT pid=$tpid ;;
+	haproxy) port=$PH pid=$hpid ;;
+	nginx) port=$PN pid=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
+	       # the worker is the child of the master
+	       pid=$(pgrep -P "$pid" | head -1 || echo "$pid") ;;
+	esac
+	set -- $(measure $who $port keepalive); ka=$1 ka50=$2 ka99=$3
+	set -- $(measure $who $port close); nc=$1 nc50=$2 nc99=$3
+	mem="-"
+	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$port")
+	printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %10s\n' $who "$ka" "$ka50" "$ka99" "$nc" "$nc50" "$nc99" "$mem" \
+		| tee -a "$results/table.txt"
+done
+
+echo
+awk 'NR>1 {ka[$1]=$2; k99[$1]=$4; nc[$1]=$5; n99[$1]=$7; mem[$1]=$8}
+     END { if (!("haproxy" in ka) || ka["haproxy"] == 0) exit;
+       printf "ratios against HAProxy (higher is better for rates, lower for latency and memory):\n";
+       for (p in ka) if (p != "haproxy" && p != "direct")
+         printf "  %-7s keepalive %.2fx  newconn %.2fx  p99(ka) %.2fx  p99(new) %.2fx  idle memory %s\n", p,
+           ka[p]/ka["haproxy"], nc[p]/nc["haproxy"], k99[p]/k99["haproxy"], n99[p]/n99["haproxy"],
+           (mem[p] == "-" || mem["haproxy"] == "-" || mem["haproxy"] == 0) ? "-" : sprintf("%.2fx", mem[p]/mem["haproxy"]) }' \
+	"$results/table.txt" | tee "$results/ratios.txt"
+echo "raw results: $results"
