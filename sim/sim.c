@@ -608,7 +608,11 @@ static void on_hpa(struct sim *S)
 		pd->busy_at_sync = pd->busy_us;
 	}
 	util = cap > 0 ? (int)(busy * 100 / cap) : 0;   /* a whole percent, as the metrics API */
+	/* replica_calculator.go: ceil(ratio x ready pods); inside the
+	 * tolerance the recommendation is the current replica count */
 	desired = sim_hpa_desired(ready ? ready : 1, util, S->p->hpa_target);
+	if (desired == (ready ? ready : 1))
+		desired = current;
 	if (desired > current)
 		desired = desired < sim_hpa_scale_up_limit(current) ? desired : sim_hpa_scale_up_limit(current);
 	/* scale-down stabilization: the highest recommendation in the window */
