@@ -144,7 +144,8 @@ static double num(struct cfg_ctx *c, const config_setting_t *g, const char *path
 static void read_groups(struct cfg_ctx *c, const config_setting_t *root, struct sim_params *p)
 {
 	static const char *const sim_k[] = { "duration", "report_interval", "seed", NULL };
-	static const char *const cli_k[] = { "users_per_second", "pages", "think", "users_per_address", "stop_at", NULL };
+	static const char *const cli_k[] = { "users_per_second", "pages", "think", "users_per_address", "stop_at",
+	                                     "ramp_to", "ramp_over", "daily", NULL };
 	static const char *const pod_k[] = { "count", "concurrency", "service", "store", "cache_ttl", "startup",
 	                                     "replace_after", NULL };
 	static const char *const red_k[] = { "rtt", "session_ttl", "persistence", "crash_at", "down_for", "sentinel",
@@ -169,6 +170,9 @@ static void read_groups(struct cfg_ctx *c, const config_setting_t *root, struct 
 		p->think_s = dur(c, g, "clients", "think", p->think_s);
 		p->users_per_address = (unsigned)num(c, g, "clients", "users_per_address", p->users_per_address, 1, 1e6);
 		p->stop_at_s = dur(c, g, "clients", "stop_at", p->stop_at_s);
+		p->ramp_to = num(c, g, "clients", "ramp_to", p->user_rate, 1e-6, 1e7);
+		p->ramp_s = dur(c, g, "clients", "ramp_over", p->ramp_s);
+		cfg_get_bool(c, g, "clients", "daily", &p->daily);
 	}
 	if ((g = config_setting_get_member(root, "pods")) && cfg_check_group(c, g, "pods")) {
 		cfg_check_known(c, g, "pods", pod_k);

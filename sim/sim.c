@@ -107,6 +107,19 @@ static double expo(struct sim *S, double mean)
 	return -mean * log(1.0 - lb_rng_double(&S->rng));
 }
 
+/* Arrival rate at time t (users/s): constant, a linear ramp, or a day
+ * curve whose mean over 24 h is user_rate and whose peak is 1.8 x. */
+static double arrival_rate(const struct sim *S, double t)
+{
+	const struct sim_params *p = S->p;
+
+	if (p->daily)
+		return p->user_rate * (1.0 - 0.8 * cos(2 * M_PI * (t - 4 * 3600.0) / 86400.0));
+	if (p->ramp_s > 0)
+		return p->user_rate + (p->ramp_to - p->user_rate) * fmin(1.0, t / p->ramp_s);
+	return p->user_rate;
+}
+
 /* --- event heap --- */
 
 static bool before(const struct event *a, const struct event *b)
@@ -765,7 +778,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	S->hpa_desired = p->pods;
 	if (csv)
 		csv_header(S);
-	push(S, expo(S, 1.0 / p->user_rate), EV_ARRIVAL, 0);
+	push(S, expo(S, 1.0 / arrival_rate(S, 0)), EV_ARRIVAL, 0);
 	push(S, p->report_s, EV_REPORT, 0);
 	if (p->hpa)
 		push(S, p->hpa_sync_s, EV_HPA, 0);
@@ -791,7 +804,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 
 			on_request(S, uid);
 			if (p->stop_at_s < 0 || now_s(S) < p->stop_at_s)
-				push(S, now_s(S) + expo(S, 1.0 / p->user_rate), EV_ARRIVAL, 0);
+				push(S, now_s(S) + expo(S, 1.0 / arrival_rate(S, now_s(S))), EV_ARRIVAL, 0);
 			break;
 		}
 		case EV_REQUEST:

@@ -30,6 +30,8 @@ struct sim_params {
 	/* clients */
 	double user_rate;           /* new users per second (Poisson) */
 	double stop_at_s;           /* < 0: arrivals never stop; else no new users after */
+	double ramp_to, ramp_s;     /* rate grows linearly to ramp_to over ramp_s (0: no ramp) */
+	bool daily;                 /* a day curve: rate x (1 - 0.8 cos(2 pi (t - 4 h) / 24 h)), peak at 16:00 */
 	double pages;               /* mean page views per visit (geometric) */
 	double think_s;             /* mean think time between pages (exponential) */
 	unsigned users_per_address; /* > 1: users share an address (NAT) */
