@@ -97,7 +97,7 @@ static int plot(const char *csv, const char *out)
 	snprintf(cmd, sizeof(cmd),
 	         "gnuplot -e \"set terminal %s; set output '%s'; set datafile separator ','; set key autotitle columnhead;"
 	         " set multiplot layout 3,1; set xlabel 'time (s)';"
-	         " plot '%s' using 1:7 with lines title 'miss rate';"
+	         " set yrange [0:1]; plot '%s' using 1:7 with lines title 'miss rate'; set autoscale y;"
 	         " plot '%s' using 1:10 with lines title 'Redis ops per interval';"
 	         " plot '%s' using 1:3 with steps title 'pods ready', '' using 1:4 with steps title 'HPA desired';"
 	         " unset multiplot\"", term, out, csv, csv, csv);
