@@ -13,7 +13,7 @@ build=${BUILDDIR:-build}
 
 scripts/install-deps.sh build
 [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release -Dtests=false >/dev/null
-ninja -C "$build" src/tether src/pod/tether-pod >/dev/null
+ninja -C "$build" >/dev/null
 
 pids=""
 cleanup() {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "tether/lb.h"
+#include "core.h"
 
 struct ck_state {
 	const struct lb_algo *fallback;
@@ -30,12 +31,9 @@ static int ck_init(void **state, const struct lb_pool *pool, const struct lb_par
 			*err = strdup("cookie fallback cannot be cookie");
 		return -EINVAL;
 	}
-	st = calloc(1, sizeof(*st));
-	if (!st) {
-		if (err)
-			*err = strdup("out of memory");
+	st = lb_state_alloc(sizeof(*st), err);
+	if (!st)
 		return -ENOMEM;
-	}
 	st->fallback = p->fallback ? p->fallback : &lb_algo_leastconn;
 	rc = st->fallback->init(&st->fstate, pool, p, err);
 	if (rc < 0) {

@@ -30,6 +30,7 @@
 
 #include "tether/hash.h"
 #include "tether/lb.h"
+#include "core.h"
 
 #define MAGLEV_DEFAULT 65537u      /* paper and Envoy default; prime */
 #define MAGLEV_MAX 5000011u        /* Envoy's maximum table size; prime */
@@ -85,12 +86,9 @@ static int ih_init(void **state, const struct lb_pool *pool, const struct lb_par
 			*err = strdup("balance_factor must be 0 (off) or greater than 100");
 		return -EINVAL;
 	}
-	st = calloc(1, sizeof(*st));
-	if (!st) {
-		if (err)
-			*err = strdup("out of memory");
+	st = lb_state_alloc(sizeof(*st), err);
+	if (!st)
 		return -ENOMEM;
-	}
 	st->method = p->hash_method;
 	st->key = p->hash_key;
 	st->size = size;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tether/lb.h"
+#include "core.h"
 
 struct lc_state {
 	int next;       /* where the next scan starts */
@@ -19,13 +20,10 @@ struct lc_state {
 
 static int lc_init(void **state, const struct lb_pool *pool, const struct lb_params *p, char **err)
 {
-	struct lc_state *st = calloc(1, sizeof(*st));
+	struct lc_state *st = lb_state_alloc(sizeof(*st), err);
 
-	if (!st) {
-		if (err)
-			*err = strdup("out of memory");
+	if (!st)
 		return -ENOMEM;
-	}
 	*state = st;
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "tether/hash.h"
 #include "tether/lb.h"
 #include "tether/stick.h"
+#include "core.h"
 
 /* Seed of name hashes: fixed forever, since it decides where clients go. */
 #define NAME_HASH_SEED 0x7e7e7e7eULL
@@ -26,6 +27,15 @@ void lb_params_default(struct lb_params *p)
 	p->hash_key = LB_KEY_ADDRESS;
 	p->fallback = NULL;             /* cookie: leastconn */
 	p->stick_timeout_ms = 10800000; /* kube-proxy ClientIP default, 3 h */
+}
+
+void *lb_state_alloc(size_t size, char **err)
+{
+	void *st = calloc(1, size);
+
+	if (!st && err)
+		*err = strdup("out of memory");
+	return st;
 }
 
 static void set_err(char **err, const char *msg)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tether/lb.h"
+#include "core.h"
 
 struct rr_state {
 	int *cw;        /* current weight per server index */
@@ -18,13 +19,10 @@ struct rr_state {
 
 static int rr_init(void **state, const struct lb_pool *pool, const struct lb_params *p, char **err)
 {
-	struct rr_state *st = calloc(1, sizeof(*st));
+	struct rr_state *st = lb_state_alloc(sizeof(*st), err);
 
-	if (!st) {
-		if (err)
-			*err = strdup("out of memory");
+	if (!st)
 		return -ENOMEM;
-	}
 	*state = st;
 	return 0;
 }
