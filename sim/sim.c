@@ -127,6 +127,8 @@ static bool before(const struct event *a, const struct event *b)
 	return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
+/* A 4-ary heap: half the depth of a binary one, and the four children of a
+ * node share a cache line or two, which matters with 10^5 pending events. */
 static void push(struct sim *S, double at_s, enum ev_kind kind, uint32_t a)
 {
 	struct event e = { (uint64_t)(at_s * US), S->seq++, kind, a };
@@ -139,9 +141,9 @@ static void push(struct sim *S, double at_s, enum ev_kind kind, uint32_t a)
 			abort();
 	}
 	i = S->hlen++;
-	while (i > 0 && before(&e, &S->heap[(i - 1) / 2])) {
-		S->heap[i] = S->heap[(i - 1) / 2];
-		i = (i - 1) / 2;
+	while (i > 0 && before(&e, &S->heap[(i - 1) / 4])) {
+		S->heap[i] = S->heap[(i - 1) / 4];
+		i = (i - 1) / 4;
 	}
 	S->heap[i] = e;
 }
@@ -152,16 +154,19 @@ static struct event pop(struct sim *S)
 	size_t i = 0;
 
 	for (;;) {
-		size_t c = 2 * i + 1;
+		size_t c = 4 * i + 1, best, end;
 
 		if (c >= S->hlen)
 			break;
-		if (c + 1 < S->hlen && before(&S->heap[c + 1], &S->heap[c]))
-			c++;
-		if (!before(&S->heap[c], &last))
+		best = c;
+		end = c + 4 < S->hlen ? c + 4 : S->hlen;
+		for (size_t k = c + 1; k < end; k++)
+			if (before(&S->heap[k], &S->heap[best]))
+				best = k;
+		if (!before(&S->heap[best], &last))
 			break;
-		S->heap[i] = S->heap[c];
-		i = c;
+		S->heap[i] = S->heap[best];
+		i = best;
 	}
 	if (S->hlen)
 		S->heap[i] = last;
