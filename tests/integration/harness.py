@@ -85,6 +85,12 @@ class Backend:
                                                      reuse_address=True, backlog=4096)
         Loop.get().call(go())
 
+    def stop_listening(self):
+        """Closes the listener only: health checks fail, open connections live on."""
+        async def go():
+            self.server.close()
+        Loop.get().call(go())
+
     def stop(self):
         """Stops listening and resets every open connection (a crash)."""
         async def go():

@@ -239,5 +239,32 @@ def test_all_servers_down_clean_refusal():
     t.stop()
 
 
+def test_on_down_close_and_backup():
+    a, b, spare = Backend("a", mode="echo"), Backend("b"), Backend("spare")
+    hc = ('health = { type = "tcp"; interval = "200ms"; rise = 1; fall = 1; on_down = "close"; };'
+          ' timeouts = { client = "5s"; server = "5s"; };')
+    t = Tether(*conf([("a", a.addr), ("spare", spare.addr, "backup = true;")], backend_extra=hc,
+                     global_extra=ADMIN))
+    s = connect(t.port)
+    s.sendall(b"x\n")
+    assert readline(s) == "x"                  # established on a (the only primary)
+    a.stop_listening()                         # checks fail; this connection itself is fine
+    t0 = time.time()
+    try:                                       # on_down = "close": tether resets it
+        gone = s.recv(10) == b""
+    except ConnectionResetError:
+        gone = True
+    assert gone and time.time() - t0 < 3
+    assert wait_for(lambda: "end=server-down" in t.logtext(), 3)
+    assert wait_for(lambda: state(t, "a") == "DOWN", 3)
+    assert banner(t.port) == "spare"           # every primary down: the backup serves
+    rc, out = t.admin(f"add server be b {b.addr}")
+    assert rc == 0, out
+    assert state(t, "b") == "DOWN"             # checked before it gets traffic
+    assert wait_for(lambda: state(t, "b") == "UP", 3)
+    assert all(banner(t.port) == "b" for _ in range(4))   # a primary again: backup idle
+    t.stop()
+
+
 if __name__ == "__main__":
     main(globals())
