@@ -84,9 +84,23 @@ static int compare(const struct sim_params *base)
 	return 0;
 }
 
-static int plot(const char *csv, const char *out)
+/* Vertical markers for the scheduled events of the scenario. */
+static void markers(const struct sim_params *p, char *out, size_t cap)
 {
-	char cmd[2048];
+	const double at[] = { p->crash_at_s, p->scale_at_s, p->redis_crash_at_s };
+	const char *const what[] = { "pod crash", "scale-out", "Redis crash" };
+
+	out[0] = '\0';
+	for (int i = 0; i < 3; i++)
+		if (at[i] >= 0)
+			snprintf(out + strlen(out), cap - strlen(out),
+			         " set arrow from %.0f, graph 0 to %.0f, graph 1 nohead dashtype 2 lc rgb 'red';"
+			         " set label '%s' at %.0f, graph 0.9 tc rgb 'red';", at[i], at[i], what[i], at[i]);
+}
+
+static int plot(const struct sim_params *p, const char *csv, const char *out)
+{
+	char cmd[4096], mk[1024];
 	const char *ext = strrchr(out, '.');
 	const char *term = ext && strcmp(ext, ".png") == 0 ? "pngcairo size 1000,700" : "svg size 1000,700";
 
@@ -94,13 +108,14 @@ static int plot(const char *csv, const char *out)
 		fprintf(stderr, "tether-sim: --plot needs gnuplot: apt-get install gnuplot-nox\n");
 		return 1;
 	}
+	markers(p, mk, sizeof(mk));
 	snprintf(cmd, sizeof(cmd),
 	         "gnuplot -e \"set terminal %s; set output '%s'; set datafile separator ','; set key autotitle columnhead;"
-	         " set multiplot layout 3,1; set xlabel 'time (s)';"
+	         " set multiplot layout 3,1; set xlabel 'time (s)';%s"
 	         " set yrange [0:1]; plot '%s' using 1:7 with lines title 'miss rate'; set autoscale y;"
 	         " plot '%s' using 1:10 with lines title 'Redis ops per interval';"
 	         " plot '%s' using 1:3 with steps title 'pods ready', '' using 1:4 with steps title 'HPA desired';"
-	         " unset multiplot\"", term, out, csv, csv, csv);
+	         " unset multiplot\"", term, out, mk, csv, csv, csv);
 	return system(cmd) == 0 ? 0 : 1;
 }
 
@@ -192,7 +207,7 @@ int main(int argc, char **argv)
 		if (jf != stdout)
 			fclose(jf);
 	}
-	if (plotf && plot(csv, plotf) != 0)
+	if (plotf && plot(&p, csv, plotf) != 0)
 		return 1;
 	if (tmpcsv[0])
 		unlink(tmpcsv);

@@ -144,7 +144,7 @@ static double num(struct cfg_ctx *c, const config_setting_t *g, const char *path
 static void read_groups(struct cfg_ctx *c, const config_setting_t *root, struct sim_params *p)
 {
 	static const char *const sim_k[] = { "duration", "report_interval", "seed", NULL };
-	static const char *const cli_k[] = { "users_per_second", "pages", "think", "users_per_address", "stop_at",
+	static const char *const cli_k[] = { "users_per_second", "pages", "think", "users_per_address", "address_change", "stop_at",
 	                                     "ramp_to", "ramp_over", "daily", NULL };
 	static const char *const pod_k[] = { "count", "concurrency", "service", "store", "cache_ttl", "startup",
 	                                     "replace_after", NULL };
@@ -170,6 +170,7 @@ static void read_groups(struct cfg_ctx *c, const config_setting_t *root, struct 
 		p->think_s = dur(c, g, "clients", "think", p->think_s);
 		p->users_per_address = (unsigned)num(c, g, "clients", "users_per_address", p->users_per_address, 1, 1e6);
 		p->stop_at_s = dur(c, g, "clients", "stop_at", p->stop_at_s);
+		p->address_change = num(c, g, "clients", "address_change", p->address_change, 0, 1);
 		p->ramp_to = num(c, g, "clients", "ramp_to", p->user_rate, 1e-6, 1e7);
 		p->ramp_s = dur(c, g, "clients", "ramp_over", p->ramp_s);
 		cfg_get_bool(c, g, "clients", "daily", &p->daily);

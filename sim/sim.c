@@ -439,6 +439,10 @@ static void on_request(struct sim *S, uint32_t uid)
 		k.cookie = S->pods[u->cookie_pod].lb.cookie;
 		k.cookie_len = LB_COOKIE_LEN;
 	}
+	if (S->p->address_change > 0 && u->logged_in && lb_rng_double(&S->rng) < S->p->address_change) {
+		u->addr = (uint32_t)lb_rng_next(&S->rng);       /* a mobile user moved networks */
+		memcpy(k.addr.bytes, &u->addr, 4);
+	}
 	S->arrive_t[uid] = now_s(S);
 	S->s.requests++;
 	S->iv_requests++;

@@ -35,6 +35,7 @@ struct sim_params {
 	double pages;               /* mean page views per visit (geometric) */
 	double think_s;             /* mean think time between pages (exponential) */
 	unsigned users_per_address; /* > 1: users share an address (NAT) */
+	double address_change;      /* chance per page view that a (mobile) user's address changes */
 	/* pods */
 	int pods;                   /* initial pods (from servers when a backend is given) */
 	int concurrency;            /* requests served at once per pod */

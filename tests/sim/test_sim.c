@@ -255,6 +255,26 @@ static void test_redis_crash_persistence(void **unused)
 	assert_true(none.sessions_lost > 100);
 }
 
+/* ClientIP-style affinity (iphash) keeps pod-memory sessions while
+ * addresses are stable; mobile users who change address lose them. */
+static void test_address_change_breaks_ip_affinity(void **unused)
+{
+	struct sim_params p;
+	struct sim_summary fixed, mobile;
+
+	sim_params_default(&p);
+	sim_pattern(&p, 'B');
+	p.be.algo = &lb_algo_iphash;
+	fixed = run(&p);
+	p.address_change = 0.1;
+	mobile = run(&p);
+	print_message("iphash miss rate: fixed addresses %.4f, 10%% address changes %.4f\n",
+	              fixed.session_miss_rate, mobile.session_miss_rate);
+	assert_int_equal(fixed.misses, 0);
+	/* a change lands on another of 3 pods 2/3 of the time */
+	assert_true(fabs(mobile.session_miss_rate - 0.1 * 2.0 / 3.0) < 0.015);
+}
+
 /* Same seed, same bytes. */
 static void test_deterministic(void **unused)
 {
@@ -293,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_queueing_n10_rho09),
 		cmocka_unit_test(test_pod_crash_loses_s_over_n),
 		cmocka_unit_test(test_redis_crash_persistence),
+		cmocka_unit_test(test_address_change_breaks_ip_affinity),
 		cmocka_unit_test(test_deterministic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
