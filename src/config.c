@@ -251,32 +251,30 @@ static void syntax_error(config_t *lc, const char *name, char **err)
 		snprintf(*err, n, "%s:%d: syntax error: %s", file, config_error_line(lc), text);
 }
 
-int cfg_load(const char *path, struct tether_config **out, char **err)
+/* config_read_file and config_read_string share one signature. */
+static int read_with(int (*reader)(config_t *, const char *), const char *src, const char *name,
+                     struct tether_config **out, char **err)
 {
 	config_t lc;
 	int rc = -1;
 
 	config_init(&lc);
-	if (config_read_file(&lc, path) == CONFIG_TRUE)
-		rc = load(&lc, path, out, err);
-	else
-		syntax_error(&lc, path, err);
-	config_destroy(&lc);
-	return rc;
-}
-
-int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err)
-{
-	config_t lc;
-	int rc = -1;
-
-	config_init(&lc);
-	if (config_read_string(&lc, text) == CONFIG_TRUE)
+	if (reader(&lc, src) == CONFIG_TRUE)
 		rc = load(&lc, name, out, err);
 	else
 		syntax_error(&lc, name, err);
 	config_destroy(&lc);
 	return rc;
+}
+
+int cfg_load(const char *path, struct tether_config **out, char **err)
+{
+	return read_with(config_read_file, path, path, out, err);
+}
+
+int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err)
+{
+	return read_with(config_read_string, text, name, out, err);
 }
 
 void cfg_free(struct tether_config *c)
