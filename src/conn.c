@@ -61,6 +61,7 @@ struct conn {
 	uint16_t port;              /* client port, host order */
 	uint8_t state;
 	uint8_t attempts;
+	uint8_t first_eof;          /* END_CLIENT_CLOSED or END_SERVER_CLOSED: who closed first */
 	bool injecting;             /* inserting Set-Cookie into the first response */
 	bool head_http;             /* head is a complete HTTP/1.x request head */
 	char *head;                 /* cookie mode: the client's first bytes */
@@ -242,11 +243,12 @@ static void arm_timer(struct conn *cn, double seconds)
 	ev_timer_start(loop, &cn->timer);
 }
 
-/* Both directions finished and flushed: close normally. */
-static bool maybe_done(struct conn *cn, enum t_end why)
+/* Both directions finished and flushed: close normally, naming the side
+ * that closed first. */
+static bool maybe_done(struct conn *cn)
 {
 	if (cn->c.rd_eof && cn->s.wr_shut && cn->s.rd_eof && cn->c.wr_shut) {
-		conn_close(cn, why, false);
+		conn_close(cn, (enum t_end)cn->first_eof, false);
 		return true;
 	}
 	return false;
@@ -367,13 +369,15 @@ static void pump(struct conn *cn, struct side *from)
 			continue;
 		}
 		if (n == 0) {
+			if (!cn->c.rd_eof && !cn->s.rd_eof)
+				cn->first_eof = from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
 			from->rd_eof = true;
 			ev_io_stop(t->loop, &from->rio);
 			if (!to->out && !to->wr_shut) {
 				shutdown(to->fd, SHUT_WR);
 				to->wr_shut = true;
 			}
-			maybe_done(cn, from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED);
+			maybe_done(cn);
 			return;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -422,7 +426,7 @@ static void flush(struct conn *cn, struct side *to)
 			shutdown(to->fd, SHUT_WR);
 			to->wr_shut = true;
 		}
-		maybe_done(cn, from == &cn->c ? END_CLIENT_CLOSED : END_SERVER_CLOSED);
+		maybe_done(cn);
 	} else if (cn->state == ST_RELAY) {
 		ev_io_start(loop, &from->rio);
 	}
@@ -596,6 +600,7 @@ static void head_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (n == 0) {
 		cn->c.rd_eof = true;
+		cn->first_eof = END_CLIENT_CLOSED;
 		if (cn->head_len == 0) {        /* closed without a byte: nothing to route */
 			conn_close(cn, END_CLIENT_CLOSED, false);
 			return;

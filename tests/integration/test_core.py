@@ -96,6 +96,8 @@ def test_half_close():
     s.shutdown(socket.SHUT_WR)                # our FIN; the answer must still come
     answer = readline(s)
     s.close()
+    # the log names the side that closed first: the client's FIN came first
+    assert wait_for(lambda: "end=client-closed" in t.logtext(), 3), t.logtext()
     t.stop()
     assert answer == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}", answer
 
