@@ -1,7 +1,7 @@
 /*
  * tether-sim - the engine and the model (see sim.h and docs/simulator.md).
  *
- * Events live in a binary heap ordered by (time, sequence), so equal times
+ * Events are played in (time, sequence) order (evq.h), so equal times
  * resolve in insertion order and a seed reproduces a run exactly.
  *
  * A user arrives, logs in on the pod that serves its first request, then
@@ -23,24 +23,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evq.h"
 #include "sim.h"
 
 enum ev_kind { EV_ARRIVAL, EV_REQUEST, EV_DONE, EV_CHECK, EV_CRASH, EV_READY, EV_HPA, EV_REPORT,
 	EV_REDIS_CRASH, EV_REDIS_UP, EV_RDB_SAVE, EV_SCALE, EV_END };
 
 /*
- * 16 bytes, so the four children of a heap node fill one cache line.  The
- * key is the time in µs shifted left by SEQ_BITS, plus an insertion counter:
- * equal times pop in insertion order (deterministic even when the counter
- * wraps), and one integer compare orders two events.  38 bits of µs cover
- * 76 hours: sim_run refuses longer runs.
+ * An event's key is the time in µs shifted left by SEQ_BITS, plus an
+ * insertion counter: equal times pop in insertion order (deterministic even
+ * when the counter wraps), and one integer compare orders two events.  38
+ * bits of µs cover 76 hours: sim_run refuses longer runs.  The queue plays
+ * slots of 1024 µs (evq.h).
  */
 #define SEQ_BITS 26
+#define SLOT_SHIFT (SEQ_BITS + 10)
 #define MAX_DURATION_S ((double)(1ull << (64 - SEQ_BITS)) / US - 3600)
-struct event {
-	uint64_t key;
-	uint32_t kind, a;
-};
 
 struct user {
 	double redis_expiry;        /* s; 0: no session in Redis */
@@ -78,10 +76,7 @@ struct sim {
 	struct lb_pool pool;
 	struct pod pods[SIM_MAX_PODS];
 	int npods;                  /* slots used */
-	struct heap {
-		struct event *a;
-		size_t len, cap;
-	} h[2];                     /* [0] short events (DONE, CHECK), [1] the rest */
+	struct evq q;
 	uint64_t seq, now;          /* µs */
 	struct user *users;
 	uint32_t nusers, ucap, free_head;
@@ -130,80 +125,11 @@ static double arrival_rate(const struct sim *S, double t)
 	return p->user_rate;
 }
 
-/* --- event heap --- */
-
-static bool before(const struct event *a, const struct event *b)
-{
-	return a->key < b->key;
-}
-
-/*
- * Two 4-ary heaps: half the depth of a binary one, and the four children of
- * a node share a cache line.  Request completions (and checks) go to a small
- * heap of their own, so the large heap of think-time requests is touched
- * half as often; keys are unique, so popping the smaller top of the two gives
- * exactly the order of a single heap.
- */
-static void heap_push(struct heap *h, struct event e)
-{
-	size_t i;
-
-	if (h->len == h->cap) {
-		h->cap = h->cap ? h->cap * 2 : 1024;
-		h->a = realloc(h->a, h->cap * sizeof(*h->a));
-		if (!h->a)
-			abort();
-	}
-	i = h->len++;
-	while (i > 0 && before(&e, &h->a[(i - 1) / 4])) {
-		h->a[i] = h->a[(i - 1) / 4];
-		i = (i - 1) / 4;
-	}
-	h->a[i] = e;
-}
-
-static struct event heap_pop(struct heap *h)
-{
-	struct event top = h->a[0], last = h->a[--h->len];
-	size_t i = 0;
-
-	for (;;) {
-		size_t c = 4 * i + 1, best, end;
-
-		if (c >= h->len)
-			break;
-		best = c;
-		end = c + 4 < h->len ? c + 4 : h->len;
-		for (size_t k = c + 1; k < end; k++)
-			if (before(&h->a[k], &h->a[best]))
-				best = k;
-		if (!before(&h->a[best], &last))
-			break;
-		h->a[i] = h->a[best];
-		i = best;
-	}
-	if (h->len)
-		h->a[i] = last;
-	return top;
-}
+/* --- events --- */
 
 static void push(struct sim *S, double at_s, enum ev_kind kind, uint32_t a)
 {
-	struct event e = { ((uint64_t)(at_s * US) << SEQ_BITS) | (S->seq++ & ((1u << SEQ_BITS) - 1)), kind, a };
-
-	heap_push(&S->h[kind == EV_DONE || kind == EV_CHECK ? 0 : 1], e);
-}
-
-static bool pending(const struct sim *S)
-{
-	return S->h[0].len || S->h[1].len;
-}
-
-static struct event pop(struct sim *S)
-{
-	if (!S->h[1].len || (S->h[0].len && before(&S->h[0].a[0], &S->h[1].a[0])))
-		return heap_pop(&S->h[0]);
-	return heap_pop(&S->h[1]);
+	evq_push(&S->q, ((uint64_t)(at_s * US) << SEQ_BITS) | (S->seq++ & ((1u << SEQ_BITS) - 1)), kind, a);
 }
 
 /* --- pods --- */
@@ -814,9 +740,15 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	S->last_scale_t = -1;
 	S->s.rebalance_seconds = 0;
 	lb_rng_seed(&S->rng, p->seed);
+	if (evq_init(&S->q, SLOT_SHIFT) < 0) {
+		fprintf(stderr, "tether-sim: out of memory\n");
+		free(S);
+		return -1;
+	}
 	if (lb_pool_init(&S->pool, p->be.algo, &p->be.params, &err) < 0) {
 		fprintf(stderr, "tether-sim: %s\n", err);
 		free(err);
+		evq_fini(&S->q);
 		free(S);
 		return -1;
 	}
@@ -840,8 +772,8 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	if (p->scale_at_s >= 0)
 		push(S, p->scale_at_s, EV_SCALE, 0);
 	push(S, p->duration_s, EV_END, 0);
-	while (pending(S)) {
-		struct event e = pop(S);
+	while (S->q.len) {
+		struct evq_event e = evq_pop(&S->q);
 
 		S->now = e.key >> SEQ_BITS;
 		S->s.events++;
@@ -911,7 +843,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 			break;
 		}
 		case EV_END:
-			S->h[0].len = S->h[1].len = 0;
+			evq_clear(&S->q);
 			break;
 		}
 		if (progress && (S->s.events & 0xfffff) == 0) {
@@ -931,8 +863,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	lb_pool_fini(&S->pool);
 	for (int i = 0; i < S->npods; i++)
 		free(S->pods[i].queue);
-	free(S->h[0].a);
-	free(S->h[1].a);
+	evq_fini(&S->q);
 	free(S->users);
 	free(S->arrive_t);
 	free(S->free_list);
