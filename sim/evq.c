@@ -1,5 +1,5 @@
 /*
- * evq - timing wheel + heaps (see evq.h for the contract).
+ * evq - timing wheel, sorted run and overflow heap (see evq.h).
  *
  * Invariants: every wheel event has a slot in (cur, cur + EVQ_SLOTS), at
  * position slot % EVQ_SLOTS, so a position never holds two slots; the
@@ -16,6 +16,7 @@
 #define NONE UINT64_MAX
 
 _Static_assert((EVQ_SLOTS & (EVQ_SLOTS - 1)) == 0 && EVQ_SLOTS >= 64, "EVQ_SLOTS is a power of two");
+_Static_assert(sizeof(struct evq_chunk) == 64, "a chunk is one cache line");
 
 /* --- 4-ary heap: half the depth of a binary one; the four 16-byte children
  * of a node share one cache line --- */
@@ -62,15 +63,81 @@ static struct evq_event heap_pop(struct evq_heap *h)
 	return top;
 }
 
+/* --- the run: the slot being played, sorted --- */
+
+static void run_reserve(struct evq_run *r, size_t n)
+{
+	if (n <= r->cap)
+		return;
+	while (r->cap < n)
+		r->cap = r->cap ? r->cap * 2 : 256;
+	r->a = realloc(r->a, r->cap * sizeof(*r->a));
+	r->tmp = realloc(r->tmp, r->cap * sizeof(*r->tmp));
+	if (!r->a || !r->tmp)
+		abort();
+}
+
+/* An event of the slot being played, pushed while it plays: it goes behind
+ * every event with a smaller key (nearly always a short move). */
+static void run_insert(struct evq_run *r, struct evq_event e)
+{
+	size_t i;
+
+	if (r->head == r->len)
+		r->head = r->len = 0;
+	run_reserve(r, r->len + 1);
+	for (i = r->len; i > r->head && r->a[i - 1].key > e.key; i--)
+		r->a[i] = r->a[i - 1];
+	r->a[i] = e;
+	r->len++;
+}
+
+static void insertion_sort(struct evq_event *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct evq_event e = a[i];
+		size_t j = i;
+
+		for (; j > 0 && a[j - 1].key > e.key; j--)
+			a[j] = a[j - 1];
+		a[j] = e;
+	}
+}
+
+/* Sorts a[0..len) of one slot: keys share every bit from `shift` up, so a
+ * counting sort on the 6 bits below leaves buckets of about one event for
+ * a slot of 64, which the insertion sort then finishes in one pass. */
+static void run_sort(struct evq_run *r, unsigned shift)
+{
+	size_t count[65] = { 0 };
+	unsigned low = shift >= 6 ? shift - 6 : 0;
+	struct evq_event *t;
+
+	if (r->len <= 16) {
+		insertion_sort(r->a, r->len);
+		return;
+	}
+	for (size_t i = 0; i < r->len; i++)
+		count[((r->a[i].key >> low) & 63) + 1]++;
+	for (int b = 1; b <= 64; b++)
+		count[b] += count[b - 1];
+	for (size_t i = 0; i < r->len; i++)
+		r->tmp[count[(r->a[i].key >> low) & 63]++] = r->a[i];
+	t = r->a;
+	r->a = r->tmp;
+	r->tmp = t;
+	insertion_sort(r->a, r->len);
+}
+
 /* --- the wheel --- */
 
 int evq_init(struct evq *q, unsigned shift)
 {
 	memset(q, 0, sizeof(*q));
 	q->shift = shift;
-	q->head = calloc(EVQ_SLOTS, sizeof(*q->head));
+	q->slot = calloc(EVQ_SLOTS, sizeof(*q->slot));
 	q->bits = calloc(WORDS, sizeof(*q->bits));
-	if (!q->head || !q->bits) {
+	if (!q->slot || !q->bits) {
 		evq_fini(q);
 		return -ENOMEM;
 	}
@@ -79,35 +146,47 @@ int evq_init(struct evq *q, unsigned shift)
 
 void evq_fini(struct evq *q)
 {
-	free(q->head);
+	free(q->slot);
 	free(q->bits);
-	free(q->nodes);
+	free(q->chunks);
 	free(q->now.a);
+	free(q->now.tmp);
 	free(q->far.a);
 	memset(q, 0, sizeof(*q));
 }
 
-static void wheel_add(struct evq *q, uint64_t slot, struct evq_event e)
+static uint32_t chunk_alloc(struct evq *q)
 {
-	uint32_t pos = (uint32_t)(slot & (EVQ_SLOTS - 1)), n;
+	uint32_t c;
 
 	if (q->free) {
-		n = q->free - 1;
-		q->free = q->nodes[n].next;
-	} else {
-		if (q->nnodes == q->cap) {
-			q->cap = q->cap ? q->cap * 2 : 1024;
-			if (q->cap > (1u << 28) - 1)
-				abort();
-			q->nodes = realloc(q->nodes, q->cap * sizeof(*q->nodes));
-			if (!q->nodes)
-				abort();
-		}
-		n = q->nnodes++;
+		c = q->free - 1;
+		q->free = q->chunks[c].next;
+		return c;
 	}
-	q->nodes[n] = (struct evq_node){ .key = e.key, .a = e.a, .next = q->head[pos], .kind = e.kind & 15 };
-	q->head[pos] = n + 1;
-	q->bits[pos / 64] |= 1ull << (pos % 64);
+	if (q->nchunks == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 256;
+		q->chunks = realloc(q->chunks, q->cap * sizeof(*q->chunks));
+		if (!q->chunks)
+			abort();
+	}
+	return q->nchunks++;
+}
+
+static void wheel_add(struct evq *q, uint64_t slot, struct evq_event e)
+{
+	uint32_t pos = (uint32_t)(slot & (EVQ_SLOTS - 1));
+	struct evq_slot *sl = &q->slot[pos];
+
+	if (!sl->chunk || sl->n == EVQ_CHUNK) {
+		uint32_t c = chunk_alloc(q);
+
+		q->chunks[c].next = sl->chunk;
+		sl->chunk = c + 1;
+		sl->n = 0;
+		q->bits[pos / 64] |= 1ull << (pos % 64);
+	}
+	q->chunks[sl->chunk - 1].ev[sl->n++] = e;
 }
 
 static void place(struct evq *q, struct evq_event e)
@@ -115,7 +194,7 @@ static void place(struct evq *q, struct evq_event e)
 	uint64_t slot = e.key >> q->shift;
 
 	if (slot <= q->cur)
-		heap_push(&q->now, e);
+		run_insert(&q->now, e);
 	else if (slot - q->cur < EVQ_SLOTS)
 		wheel_add(q, slot, e);
 	else
@@ -147,42 +226,50 @@ static uint64_t wheel_next(const struct evq *q)
 	return NONE;
 }
 
-/* Turns the wheel to the next slot holding events and moves them to `now`. */
+/* Turns the wheel to the next slot holding events and moves them, sorted,
+ * to the run (empty when called). */
 static void advance(struct evq *q)
 {
 	uint64_t s = wheel_next(q), f = q->far.len ? q->far.a[0].key >> q->shift : NONE;
-	uint32_t pos, n;
+	uint32_t pos;
 
 	q->cur = s < f ? s : f;
+	q->now.head = q->now.len = 0;
 	while (q->far.len && (q->far.a[0].key >> q->shift) - q->cur < EVQ_SLOTS)
 		place(q, heap_pop(&q->far));
 	pos = (uint32_t)(q->cur & (EVQ_SLOTS - 1));
-	for (n = q->head[pos]; n;) {
-		struct evq_node *nd = &q->nodes[n - 1];
-		uint32_t next = nd->next;
+	for (uint32_t c = q->slot[pos].chunk, n = q->slot[pos].n; c; n = EVQ_CHUNK) {
+		struct evq_chunk *ch = &q->chunks[c - 1];
+		uint32_t next = ch->next;
 
-		heap_push(&q->now, (struct evq_event){ nd->key, nd->kind, nd->a });
-		nd->next = q->free;
-		q->free = n;
-		n = next;
+		if (next)
+			__builtin_prefetch(&q->chunks[next - 1]);
+		run_reserve(&q->now, q->now.len + n);
+		memcpy(q->now.a + q->now.len, ch->ev, n * sizeof(ch->ev[0]));
+		q->now.len += n;
+		ch->next = q->free;
+		q->free = c;
+		c = next;
 	}
-	q->head[pos] = 0;
+	q->slot[pos] = (struct evq_slot){ 0, 0 };
 	q->bits[pos / 64] &= ~(1ull << (pos % 64));
+	run_sort(&q->now, q->shift);
+	q->turns++;
 }
 
 struct evq_event evq_pop(struct evq *q)
 {
-	if (!q->now.len)
+	if (q->now.head == q->now.len)
 		advance(q);
 	q->len--;
-	return heap_pop(&q->now);
+	return q->now.a[q->now.head++];
 }
 
 void evq_clear(struct evq *q)
 {
-	memset(q->head, 0, EVQ_SLOTS * sizeof(*q->head));
+	memset(q->slot, 0, EVQ_SLOTS * sizeof(*q->slot));
 	memset(q->bits, 0, WORDS * sizeof(*q->bits));
-	q->nnodes = q->free = 0;
-	q->now.len = q->far.len = 0;
+	q->nchunks = q->free = 0;
+	q->now.head = q->now.len = q->far.len = 0;
 	q->len = 0;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "evq.h"
+#include "expo.h"
 #include "sim.h"
 
 enum ev_kind { EV_ARRIVAL, EV_REQUEST, EV_DONE, EV_CHECK, EV_CRASH, EV_READY, EV_HPA, EV_REPORT,
@@ -34,14 +35,17 @@ enum ev_kind { EV_ARRIVAL, EV_REQUEST, EV_DONE, EV_CHECK, EV_CRASH, EV_READY, EV
  * insertion counter: equal times pop in insertion order (deterministic even
  * when the counter wraps), and one integer compare orders two events.  38
  * bits of µs cover 76 hours: sim_run refuses longer runs.  The queue plays
- * slots of 1024 µs (evq.h).
+ * slots of 4096 µs (evq.h).
  */
 #define SEQ_BITS 26
-#define SLOT_SHIFT (SEQ_BITS + 10)
+#define SLOT_SHIFT (SEQ_BITS + 12)
 #define MAX_DURATION_S ((double)(1ull << (64 - SEQ_BITS)) / US - 3600)
 
+/* One cache line per user: a request touches its user once per think time,
+ * long after the line left the cache, so it costs one miss, not two. */
 struct user {
-	double redis_expiry;        /* s; 0: no session in Redis */
+	_Alignas(64) double redis_expiry;   /* s; 0: no session in Redis */
+	double arrive_t;            /* s: when the current request was sent */
 	double last_write;          /* s */
 	double cache_until;         /* s: D's cache entry in cache_pod */
 	uint32_t addr;
@@ -73,6 +77,7 @@ struct pod {
 struct sim {
 	const struct sim_params *p;
 	struct lb_rng rng;
+	struct sim_expo zig;        /* exponential variates */
 	struct lb_pool pool;
 	struct pod pods[SIM_MAX_PODS];
 	int npods;                  /* slots used */
@@ -82,7 +87,6 @@ struct sim {
 	uint32_t nusers, ucap, free_head;
 	uint32_t *free_list;
 	uint32_t nfree;
-	double *arrive_t;           /* per user: when the current request was sent (s) */
 	bool redis_up;
 	double last_rdb_save;
 	double redis_write_rate_est;
@@ -109,7 +113,7 @@ static double now_s(const struct sim *S)
 
 static double expo(struct sim *S, double mean)
 {
-	return -mean * log(1.0 - lb_rng_double(&S->rng));
+	return mean * sim_expo_draw(&S->zig, &S->rng);
 }
 
 /* Arrival rate at time t (users/s): constant, a linear ramp, or a day
@@ -211,12 +215,17 @@ static uint32_t user_new(struct sim *S)
 		id = S->free_list[--S->nfree];
 	} else {
 		if (S->nusers == S->ucap) {
+			struct user *nu;
+
 			S->ucap = S->ucap ? S->ucap * 2 : 4096;
-			S->users = realloc(S->users, S->ucap * sizeof(*S->users));
-			S->arrive_t = realloc(S->arrive_t, S->ucap * sizeof(*S->arrive_t));
+			nu = aligned_alloc(_Alignof(struct user), S->ucap * sizeof(*S->users));
 			S->free_list = realloc(S->free_list, S->ucap * sizeof(*S->free_list));
-			if (!S->users || !S->arrive_t || !S->free_list)
+			if (!nu || !S->free_list)
 				abort();
+			if (S->users)
+				memcpy(nu, S->users, S->nusers * sizeof(*S->users));
+			free(S->users);
+			S->users = nu;
 		}
 		id = S->nusers++;
 	}
@@ -226,14 +235,13 @@ static uint32_t user_new(struct sim *S)
 	u->active = 1;
 	u->addr = S->p->users_per_address > 1 ? (uint32_t)(lb_rng_next(&S->rng) % (S->nusers / S->p->users_per_address + 1))
 	                                     : (uint32_t)lb_rng_next(&S->rng);
-	/* geometric number of pages with the configured mean */
+	/* a geometric number of pages with the configured mean, by inversion:
+	 * P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)) */
 	{
 		double q = 1.0 / (S->p->pages < 1 ? 1 : S->p->pages);
-		unsigned n = 1;
+		double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(&S->rng)) / log1p(-q));
 
-		while (n < 60000 && lb_rng_double(&S->rng) > q)
-			n++;
-		u->pages_left = (uint16_t)n;
+		u->pages_left = (uint16_t)fmin(n, 60000);
 	}
 	return id;
 }
@@ -394,7 +402,7 @@ static void on_request(struct sim *S, uint32_t uid)
 		u->addr = (uint32_t)lb_rng_next(&S->rng);       /* a mobile user moved networks */
 		memcpy(k.addr.bytes, &u->addr, 4);
 	}
-	S->arrive_t[uid] = now_s(S);
+	u->arrive_t = now_s(S);
 	S->s.requests++;
 	S->iv_requests++;
 	for (unsigned attempt = 0; attempt <= S->p->be.retries; attempt++) {
@@ -447,7 +455,7 @@ static void on_done(struct sim *S, uint32_t a)
 	pd->busy--;
 	if (pd->lb.index >= 0)
 		lb_conn_close(&S->pool, &pd->lb);
-	S->resp_sum += now_s(S) - S->arrive_t[uid];
+	S->resp_sum += now_s(S) - S->users[uid].arrive_t;
 	S->resp_n++;
 	if (pd->qlen && pd->alive) {
 		uint32_t next = pd->queue[pd->qhead];
@@ -725,6 +733,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	struct timespec w0, w1;
 	char *err = NULL;
 	int shown = -1;
+	uint64_t turns = 0;
 
 	if (!S)
 		return -1;
@@ -740,6 +749,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	S->last_scale_t = -1;
 	S->s.rebalance_seconds = 0;
 	lb_rng_seed(&S->rng, p->seed);
+	sim_expo_init(&S->zig);
 	if (evq_init(&S->q, SLOT_SHIFT) < 0) {
 		fprintf(stderr, "tether-sim: out of memory\n");
 		free(S);
@@ -775,6 +785,21 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 	while (S->q.len) {
 		struct evq_event e = evq_pop(&S->q);
 
+		if (S->q.turns != turns) {
+			/* The users of the events of a new slot are cold in the
+			 * cache (megabytes of users, each touched once per think
+			 * time): fetch them all at once, not one miss at a time. */
+			size_t n;
+			const struct evq_event *near = evq_near(&S->q, &n);
+
+			turns = S->q.turns;
+			for (size_t k = 0; k < n; k++) {
+				if (near[k].kind == EV_REQUEST)
+					__builtin_prefetch(&S->users[near[k].a]);
+				else if (near[k].kind == EV_DONE)
+					__builtin_prefetch(&S->users[near[k].a >> 6]);
+			}
+		}
 		S->now = e.key >> SEQ_BITS;
 		S->s.events++;
 		switch (e.kind) {
@@ -865,7 +890,6 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 		free(S->pods[i].queue);
 	evq_fini(&S->q);
 	free(S->users);
-	free(S->arrive_t);
 	free(S->free_list);
 	free(S);
 	return 0;

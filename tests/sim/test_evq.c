@@ -13,7 +13,10 @@
 
 #include "evq.h"
 
-#define SHIFT 10                        /* slots of 1024 keys */
+/* Keys are time << 20 | counter; slots are 2^SHIFT keys = 16 time units. */
+#define SHIFT 24
+#define SLOT_T (1u << (SHIFT - 20))
+#define WHEEL_T ((uint64_t)EVQ_SLOTS * SLOT_T)
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -24,32 +27,34 @@ static uint64_t rnd(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-/* A delay: mostly inside the current slot or the wheel, sometimes far
- * beyond it, sometimes zero (an event at the very key just popped). */
-static uint64_t delay(uint64_t *s)
+/* A delay in time units: sometimes zero (an event at the very time just
+ * popped), sometimes inside the slot being played, sometimes beyond the
+ * wheel (overflow), else within `spread` slots. */
+static uint64_t delay(uint64_t *s, uint64_t spread)
 {
 	switch (rnd(s) % 8) {
 	case 0:
 		return 0;
 	case 1:
-		return rnd(s) % (1u << SHIFT);
+		return rnd(s) % SLOT_T;
 	case 2:
-		return ((uint64_t)EVQ_SLOTS << SHIFT) + rnd(s) % ((uint64_t)EVQ_SLOTS << (SHIFT + 3));
+		return WHEEL_T + rnd(s) % (WHEEL_T * 8);
 	default:
-		return rnd(s) % ((uint64_t)EVQ_SLOTS << SHIFT);
+		return rnd(s) % (spread * SLOT_T);
 	}
 }
 
-static void test_pops_in_key_order(void **unused)
+/* Pops are never below the last pop (every push is at or after it), and
+ * everything pushed comes out with its payload: the queue is in key order. */
+static void pops_in_key_order(uint64_t spread)
 {
 	struct evq q;
 	uint64_t s = 42, last = 0, now = 0, seq = 0;
 	size_t popped = 0, pushed = 0;
 
-	(void)unused;
 	assert_int_equal(evq_init(&q, SHIFT), 0);
 	for (int i = 0; i < 1000; i++, pushed++) {
-		uint64_t key = (delay(&s) << 20) | seq++;
+		uint64_t key = (delay(&s, spread) << 20) | (seq++ & 0xfffff);
 
 		evq_push(&q, key, (uint32_t)(key % 16), (uint32_t)key);
 	}
@@ -65,7 +70,7 @@ static void test_pops_in_key_order(void **unused)
 		/* keep the queue busy for a while: one or two new events per pop */
 		if (popped < 200000)
 			for (uint64_t k = 0, n = 1 + rnd(&s) % 2; k < n && q.len < 5000; k++, pushed++) {
-				uint64_t key = ((now + delay(&s)) << 20) | (seq++ & 0xfffff);
+				uint64_t key = ((now + delay(&s, spread)) << 20) | (seq++ & 0xfffff);
 
 				evq_push(&q, key, (uint32_t)(key % 16), (uint32_t)key);
 			}
@@ -73,6 +78,21 @@ static void test_pops_in_key_order(void **unused)
 	assert_true(popped > 200000);
 	assert_int_equal(popped, pushed);
 	evq_fini(&q);
+}
+
+/* Events spread over the whole wheel: about one per slot. */
+static void test_pops_in_key_order(void **unused)
+{
+	(void)unused;
+	pops_in_key_order(EVQ_SLOTS);
+}
+
+/* Many events per slot: the slot's sort and the inserts into the slot
+ * being played do the ordering. */
+static void test_pops_in_key_order_dense(void **unused)
+{
+	(void)unused;
+	pops_in_key_order(64);
 }
 
 /* Equal times keep their push order (the low key bits are a counter). */
@@ -110,6 +130,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pops_in_key_order),
+		cmocka_unit_test(test_pops_in_key_order_dense),
 		cmocka_unit_test(test_equal_times_fifo),
 		cmocka_unit_test(test_clear),
 	};
