@@ -84,39 +84,57 @@ static int compare(const struct sim_params *base)
 	return 0;
 }
 
-/* Vertical markers for the scheduled events of the scenario. */
-static void markers(const struct sim_params *p, char *out, size_t cap)
+/* A dashed vertical line, labelled on the top panel, per marker the run
+ * recorded: crashes in red, scaling in blue, Redis recovery in green. */
+static void markers(FILE *f, const struct sim_summary *s)
 {
-	const double at[] = { p->crash_at_s, p->scale_at_s, p->redis_crash_at_s };
-	const char *const what[] = { "pod crash", "scale-out", "Redis crash" };
+	for (int i = 0; i < s->nmarks; i++) {
+		const struct sim_mark *m = &s->marks[i];
+		const char *color = strstr(m->what, "crash") ? "red" : strstr(m->what, "Redis") ||
+		                    strstr(m->what, "replica") ? "dark-green" : "blue";
 
-	out[0] = '\0';
-	for (int i = 0; i < 3; i++)
-		if (at[i] >= 0)
-			snprintf(out + strlen(out), cap - strlen(out),
-			         " set arrow from %.0f, graph 0 to %.0f, graph 1 nohead dashtype 2 lc rgb 'red';"
-			         " set label '%s' at %.0f, graph 0.9 tc rgb 'red';", at[i], at[i], what[i], at[i]);
+		fprintf(f, "set arrow from %.0f, graph 0 to %.0f, graph 1 nohead dashtype 2 lc rgb '%s'\n",
+		        m->t_s, m->t_s, color);
+		fprintf(f, "set label %d '%s' at %.0f, graph 0.97 rotate by 90 right font ',8' tc rgb '%s'\n",
+		        i + 1, m->what, m->t_s, color);
+	}
 }
 
-static int plot(const struct sim_params *p, const char *csv, const char *out)
+/* Writes a gnuplot script next to the output and runs it: miss rate, Redis
+ * operations and pods over time, with the run's markers. */
+static int plot(const struct sim_summary *s, const char *csv, const char *out)
 {
-	char cmd[4096], mk[1024];
 	const char *ext = strrchr(out, '.');
 	const char *term = ext && strcmp(ext, ".png") == 0 ? "pngcairo size 1000,700" : "svg size 1000,700";
+	char script[4200], cmd[4300];
+	FILE *f;
+	int rc;
 
 	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
 		fprintf(stderr, "tether-sim: --plot needs gnuplot: apt-get install gnuplot-nox\n");
 		return 1;
 	}
-	markers(p, mk, sizeof(mk));
-	snprintf(cmd, sizeof(cmd),
-	         "gnuplot -e \"set terminal %s; set output '%s'; set datafile separator ','; set key autotitle columnhead;"
-	         " set multiplot layout 3,1; set xlabel 'time (s)';%s"
-	         " set yrange [0:1]; plot '%s' using 1:7 with lines title 'miss rate'; set autoscale y;"
-	         " plot '%s' using 1:10 with lines title 'Redis ops per interval';"
-	         " plot '%s' using 1:3 with steps title 'pods ready', '' using 1:4 with steps title 'HPA desired';"
-	         " unset multiplot\"", term, out, mk, csv, csv, csv);
-	return system(cmd) == 0 ? 0 : 1;
+	snprintf(script, sizeof(script), "%s.gp", out);
+	if (!(f = fopen(script, "w"))) {
+		perror(script);
+		return 1;
+	}
+	fprintf(f, "set terminal %s\nset output '%s'\nset datafile separator ','\n"
+	        "set key autotitle columnhead\nset multiplot layout 3,1\nset xlabel 'time (s)'\n", term, out);
+	markers(f, s);
+	fprintf(f, "set yrange [0:1]\nplot '%s' using 1:7 with lines title 'miss rate'\n"
+	        "unset label\nset yrange [0:*]\n"
+	        "plot '%s' using 1:10 with lines title 'Redis ops per interval'\n"
+	        "set offsets 0, 0, 1, 0\n"
+	        "plot '%s' using 1:3 with steps title 'pods ready', '' using 1:4 with steps title 'HPA desired'\n"
+	        "unset multiplot\n", csv, csv, csv);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s'", script);
+	rc = system(cmd);
+	unlink(script);
+	if (s->marks_dropped)
+		fprintf(stderr, "tether-sim: plot: %d later markers not drawn (at most %d)\n", s->marks_dropped, SIM_MAX_MARKS);
+	return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -207,7 +225,7 @@ int main(int argc, char **argv)
 		if (jf != stdout)
 			fclose(jf);
 	}
-	if (plotf && plot(&p, csv, plotf) != 0)
+	if (plotf && plot(&s, csv, plotf) != 0)
 		return 1;
 	if (tmpcsv[0])
 		unlink(tmpcsv);

@@ -17,6 +17,7 @@
  * client's address and cookie as the key, exactly as the daemon does.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,24 @@ static double arrival_rate(const struct sim *S, double t)
 static void push(struct sim *S, double at_s, enum ev_kind kind, uint32_t a)
 {
 	evq_push(&S->q, ((uint64_t)(at_s * US) << SEQ_BITS) | (S->seq++ & ((1u << SEQ_BITS) - 1)), kind, a);
+}
+
+/* Records a marker for the plot (printf-style label). */
+__attribute__((format(printf, 2, 3)))
+static void mark(struct sim *S, const char *fmt, ...)
+{
+	struct sim_mark *m;
+	va_list ap;
+
+	if (S->s.nmarks == SIM_MAX_MARKS) {
+		S->s.marks_dropped++;
+		return;
+	}
+	m = &S->s.marks[S->s.nmarks++];
+	m->t_s = now_s(S);
+	va_start(ap, fmt);
+	vsnprintf(m->what, sizeof(m->what), fmt, ap);
+	va_end(ap);
 }
 
 /* --- pods --- */
@@ -478,6 +497,7 @@ static void pod_crash(struct sim *S, int i)
 	if (!pd->exists || !pd->alive)
 		return;
 	S->s.sessions_at_crash = S->live_sessions;
+	mark(S, "%s crash", pd->lb.name);
 	pd->alive = false;
 	pd->epoch++;
 	S->s.sessions_lost += pd->sessions;     /* local sessions die with the pod */
@@ -547,6 +567,7 @@ static void redis_crash(struct sim *S)
 		}
 	}
 	S->redis_up = false;
+	mark(S, "Redis crash");
 	push(S, t + (S->p->sentinel ? S->p->down_after_s + S->p->failover_s : S->p->redis_down_s), EV_REDIS_UP, 0);
 }
 
@@ -621,6 +642,8 @@ static void on_hpa(struct sim *S)
 	if (desired > S->p->hpa_max)
 		desired = S->p->hpa_max;
 	S->hpa_desired = desired;
+	if (desired != current)
+		mark(S, "HPA %d->%d", current, desired);
 	if (desired > current) {
 		for (int n = current; n < desired; n++)
 			pod_new(S, false);
@@ -842,6 +865,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 			if (e.a >= 1000) {              /* replacement of a crashed pod */
 				pod_new(S, false);
 			} else {
+				mark(S, "scale-out to %d", p->scale_to);
 				for (int n = pods_ready(S); n < p->scale_to; n++)
 					pod_new(S, false);
 				S->last_scale_t = now_s(S);
@@ -859,6 +883,7 @@ int sim_run(const struct sim_params *p, struct sim_summary *out, FILE *csv, bool
 			break;
 		case EV_REDIS_UP:
 			S->redis_up = true;
+			mark(S, p->sentinel ? "replica promoted" : "Redis back");
 			break;
 		case EV_RDB_SAVE: {
 			double rate = (double)S->s.redis_writes / fmax(1.0, now_s(S));

@@ -68,6 +68,13 @@ struct sim_params {
 	enum policy policy;
 };
 
+/* Something worth a vertical line on the plot: a crash or a scaling step. */
+#define SIM_MAX_MARKS 128
+struct sim_mark {
+	double t_s;
+	char what[24];              /* "pod 2 crash", "HPA 4->6", "Redis crash", ... */
+};
+
 struct sim_summary {
 	uint64_t requests, requests_logged_in, misses, sessions_created, local_hits, redis_hits;
 	uint64_t redis_reads, redis_writes, failed, sessions_lost;
@@ -78,6 +85,8 @@ struct sim_summary {
 	uint64_t events, live_sessions_peak;
 	uint64_t sessions_at_crash;        /* live sessions when the scheduled pod/Redis crash hit */
 	double wall_seconds;
+	struct sim_mark marks[SIM_MAX_MARKS];  /* in time order; the first SIM_MAX_MARKS */
+	int nmarks, marks_dropped;
 };
 
 void sim_params_default(struct sim_params *p);

@@ -223,6 +223,10 @@ static void test_pod_crash_loses_s_over_n(void **unused)
 	print_message("lost %llu of %llu sessions (%.4f, 1/N = %.4f)\n", (unsigned long long)s.sessions_lost,
 	              (unsigned long long)s.sessions_at_crash, share, 1.0 / 3);
 	assert_true(fabs(share - 1.0 / 3) <= 0.02);
+	/* the plot's marker: the crash, when it happened */
+	assert_int_equal(s.nmarks, 1);
+	assert_true(fabs(s.marks[0].t_s - 400) < 0.001);
+	assert_string_equal(s.marks[0].what, "pod2 crash");
 }
 
 /* Redis crash: aof-always loses no acknowledged write, aof-everysec at most
@@ -276,6 +280,43 @@ static void test_address_change_breaks_ip_affinity(void **unused)
 }
 
 /* Same seed, same bytes. */
+/* Every scaling step and every random crash is marked for the plot, in time
+ * order, each HPA mark a real change. */
+static void test_marks(void **unused)
+{
+	struct sim_params p;
+	struct sim_summary s;
+	int hpa = 0, crashes = 0;
+
+	(void)unused;
+	sim_params_default(&p);
+	sim_pattern(&p, 'C');
+	p.hpa = true;
+	p.hpa_min = 3;
+	p.hpa_max = 12;
+	p.hpa_target = 50;
+	p.user_rate = 3;
+	p.ramp_to = 15;
+	p.ramp_s = 600;
+	p.mtbf_s = 200;
+	p.duration_s = 1200;
+	s = run(&p);
+	for (int i = 0; i < s.nmarks; i++) {
+		int from, to;
+
+		if (i)
+			assert_true(s.marks[i].t_s >= s.marks[i - 1].t_s);
+		if (sscanf(s.marks[i].what, "HPA %d->%d", &from, &to) == 2) {
+			assert_int_not_equal(from, to);
+			hpa++;
+		}
+		crashes += strstr(s.marks[i].what, " crash") != NULL;
+	}
+	print_message("%d HPA steps, %d random crashes marked\n", hpa, crashes);
+	assert_true(hpa >= 2);
+	assert_true(crashes >= 2);
+}
+
 static void test_deterministic(void **unused)
 {
 	struct sim_params p;
@@ -314,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_pod_crash_loses_s_over_n),
 		cmocka_unit_test(test_redis_crash_persistence),
 		cmocka_unit_test(test_address_change_breaks_ip_affinity),
+		cmocka_unit_test(test_marks),
 		cmocka_unit_test(test_deterministic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
