@@ -14,8 +14,18 @@
  * deadline and re-arms itself for what is left (libev's "lazy" idle
  * timer), so activity costs no timer operation.
  *
- * Ownership: conn_close() frees the connection.  Every callback returns
- * right after it, and helpers that may close return true when they did.
+ * Readiness: the connections' sockets live in an epoll set of their own
+ * (level-triggered, like libev's), watched by the loop as one fd.  A batch
+ * of events is played in the order the kernel queued them, so the socket
+ * that became ready first is served first; libev would play its pending
+ * watchers last-in first-out, and the oldest request of a busy batch would
+ * wait for all the others (a longer tail).  Nothing changes for a busy
+ * socket: interest is only changed when it differs.
+ *
+ * Ownership: conn_close() unlinks and closes the connection and puts it on
+ * a list freed after the batch (conn_reap), so a later event of the same
+ * batch that points at it finds it closed.  Every callback returns right
+ * after conn_close, and helpers that may close return true when they did.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -23,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,6 +41,9 @@
 #include "tether/http.h"
 
 #define PUMP_ROUNDS 4           /* reads per readiness event before yielding */
+#define IO_BATCH 256            /* events per epoll_wait */
+#define IO_R 1
+#define IO_W 2
 
 enum conn_state { ST_HEAD, ST_CONNECTING, ST_RELAY };
 
@@ -41,7 +55,9 @@ struct pbuf {
 
 struct side {
 	int fd;
-	ev_io rio, wio;
+	uint8_t want;               /* IO_R | IO_W: what the connection waits for */
+	uint8_t armed;              /* what the epoll set holds for fd */
+	bool client;                /* this is conn.c */
 	struct pbuf *out;           /* pending bytes for this fd, NULL when none */
 	ev_tstamp last;             /* last read from or write to this fd */
 	bool rd_eof;                /* EOF read from this fd */
@@ -54,7 +70,8 @@ struct conn {
 	struct t_frontend *fe;      /* not owned; outlives its connections */
 	struct t_backend *be;       /* referenced (be_put on close) */
 	struct t_server *srv;       /* current attempt, then the server; NULL before */
-	struct conn *prev, *next;   /* tether.conns */
+	struct conn *prev, *next;   /* tether.conns; once closed, next links tether.dead */
+	bool closed;
 	ev_tstamp start, connect_start;
 	uint64_t bytes_in, bytes_out;
 	float connect_ms;
@@ -127,16 +144,54 @@ static void client_text(const struct conn *cn, char *out, size_t cap)
 	addr_format(&ss, out, cap);
 }
 
-static void side_stop(struct ev_loop *loop, struct side *sd)
+static struct conn *side_conn(struct side *sd)
 {
-	ev_io_stop(loop, &sd->rio);
-	ev_io_stop(loop, &sd->wio);
+	return sd->client ? container_of(sd, struct conn, c) : container_of(sd, struct conn, s);
 }
 
-/* Closes the fd; with `reset`, as an RST (SO_LINGER 0) so the peer sees the error. */
-static void side_close(struct ev_loop *loop, struct side *sd, bool reset)
+/* Brings the epoll set in line with sd->want.  A failure (out of kernel
+ * memory) resets the connection: it could never be served. */
+static bool io_update(struct conn *cn, struct side *sd)
 {
-	side_stop(loop, sd);
+	struct epoll_event ev = { .events = (sd->want & IO_R ? EPOLLIN : 0u) | (sd->want & IO_W ? EPOLLOUT : 0u),
+	                          .data.ptr = sd };
+	int op = !sd->armed ? EPOLL_CTL_ADD : !sd->want ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+
+	if (sd->want == sd->armed || sd->fd < 0)
+		return true;
+	if (epoll_ctl(cn->fe->t->epfd, op, sd->fd, &ev) < 0) {
+		log_printf("epoll_ctl: %s", strerror(errno));
+		sd->want = sd->armed = 0;
+		return false;
+	}
+	sd->armed = sd->want;
+	return true;
+}
+
+static void conn_close(struct conn *cn, enum t_end why, bool reset);
+
+/* Waits for `what` on sd.  When the kernel refuses, the connection is
+ * closed and false returned. */
+static bool io_start(struct conn *cn, struct side *sd, uint8_t what)
+{
+	sd->want |= what;
+	if (io_update(cn, sd))
+		return true;
+	conn_close(cn, END_ERROR, true);
+	return false;
+}
+
+static void io_stop(struct conn *cn, struct side *sd, uint8_t what)
+{
+	sd->want &= (uint8_t)~what;
+	io_update(cn, sd);
+}
+
+/* Closes the fd (which leaves the epoll set); with `reset`, as an RST
+ * (SO_LINGER 0) so the peer sees the error. */
+static void side_close(struct side *sd, bool reset)
+{
+	sd->want = sd->armed = 0;
 	if (sd->fd >= 0) {
 		if (reset) {
 			struct linger lg = { 1, 0 };
@@ -150,15 +205,20 @@ static void side_close(struct ev_loop *loop, struct side *sd, bool reset)
 	sd->out = NULL;
 }
 
+/* Closes both sides, logs, and queues cn to be freed after the batch.  A
+ * second call does nothing. */
 static void conn_close(struct conn *cn, enum t_end why, bool reset)
 {
 	struct tether *t = cn->fe->t;
 	struct ev_loop *loop = t->loop;
 	char client[64];
 
+	if (cn->closed)
+		return;
+	cn->closed = true;
 	ev_timer_stop(loop, &cn->timer);
-	side_close(loop, &cn->c, reset);
-	side_close(loop, &cn->s, reset);
+	side_close(&cn->c, reset);
+	side_close(&cn->s, reset);
 	if (cn->srv) {
 		lb_conn_close(&cn->be->pool, &cn->srv->lb);
 		srv_release(cn->srv);
@@ -174,12 +234,10 @@ static void conn_close(struct conn *cn, enum t_end why, bool reset)
 		t->conns = cn->next;
 	if (cn->next)
 		cn->next->prev = cn->prev;
+	cn->next = t->dead;
+	t->dead = cn;
 	cn->fe->active--;
 	t->active--;
-	be_put(cn->be);
-	fe_put(cn->fe);
-	free(cn->head);
-	free(cn);
 	if (t->draining) {
 		if (t->active == 0)
 			ev_break(loop, EVBREAK_ALL);
@@ -310,8 +368,7 @@ static bool send_to(struct conn *cn, struct side *to, const char *data, size_t l
 		conn_close(cn, END_ERROR, true);
 		return false;
 	}
-	ev_io_start(loop, &to->wio);
-	return true;
+	return io_start(cn, to, IO_W);
 }
 
 /* Server -> client bytes while the Set-Cookie header is still to insert. */
@@ -361,7 +418,7 @@ static void pump(struct conn *cn, struct side *from)
 				return;
 			}
 			if (to->out) {          /* backpressure: wait for the peer */
-				ev_io_stop(t->loop, &from->rio);
+				io_stop(cn, from, IO_R);
 				return;
 			}
 			if ((size_t)n < t->scratch_size)
@@ -372,7 +429,7 @@ static void pump(struct conn *cn, struct side *from)
 			if (!cn->c.rd_eof && !cn->s.rd_eof)
 				cn->first_eof = from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
 			from->rd_eof = true;
-			ev_io_stop(t->loop, &from->rio);
+			io_stop(cn, from, IO_R);
 			if (!to->out && !to->wr_shut) {
 				shutdown(to->fd, SHUT_WR);
 				to->wr_shut = true;
@@ -385,16 +442,6 @@ static void pump(struct conn *cn, struct side *from)
 		conn_close(cn, from_client ? END_CLIENT_RESET : END_SERVER_RESET, true);
 		return;
 	}
-}
-
-static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	pump(container_of(w, struct conn, c.rio), &container_of(w, struct conn, c.rio)->c);
-}
-
-static void server_read_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	pump(container_of(w, struct conn, s.rio), &container_of(w, struct conn, s.rio)->s);
 }
 
 /* `to` is writable: flush its pending bytes; resume the source when empty. */
@@ -420,7 +467,7 @@ static void flush(struct conn *cn, struct side *to)
 	}
 	free(b);
 	to->out = NULL;
-	ev_io_stop(loop, &to->wio);
+	io_stop(cn, to, IO_W);
 	if (from->rd_eof) {
 		if (!to->wr_shut) {
 			shutdown(to->fd, SHUT_WR);
@@ -428,15 +475,8 @@ static void flush(struct conn *cn, struct side *to)
 		}
 		maybe_done(cn);
 	} else if (cn->state == ST_RELAY) {
-		ev_io_start(loop, &from->rio);
+		io_start(cn, from, IO_R);
 	}
-}
-
-static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct conn *cn = container_of(w, struct conn, c.wio);
-
-	flush(cn, &cn->c);
 }
 
 static void connected(struct conn *cn)
@@ -448,9 +488,13 @@ static void connected(struct conn *cn)
 	cn->connect_ms = (float)((ev_now(loop) - cn->connect_start) * 1000.0);
 	srv_observe(cn->srv, true, "connected");
 	cn->c.last = cn->s.last = ev_now(loop);
-	ev_io_stop(loop, &cn->s.wio);
-	ev_io_start(loop, &cn->c.rio);
-	ev_io_start(loop, &cn->s.rio);
+	cn->s.want = IO_R;          /* one epoll_ctl for both changes */
+	if (!io_update(cn, &cn->s)) {
+		conn_close(cn, END_ERROR, true);
+		return;
+	}
+	if (!io_start(cn, &cn->c, IO_R))
+		return;
 	if (cn->head) {
 		/* cookie mode: a fresh cookie unless the client holds this server's */
 		if (cn->head_http && !(cn->key.cookie && cn->key.cookie_len == LB_COOKIE_LEN &&
@@ -466,7 +510,7 @@ static void connected(struct conn *cn)
 		free(cn->head);
 		cn->head = NULL;
 		if (cn->s.out)
-			ev_io_stop(loop, &cn->c.rio);
+			io_stop(cn, &cn->c, IO_R);
 		if (cn->c.rd_eof && !cn->s.out) {
 			shutdown(cn->s.fd, SHUT_WR);
 			cn->s.wr_shut = true;
@@ -479,10 +523,9 @@ static void connected(struct conn *cn)
 /* The attempt on cn->srv failed: count it, then retry another server or give up. */
 static void connect_failed(struct conn *cn, const char *why)
 {
-	struct ev_loop *loop = cn->fe->t->loop;
 	struct t_server *s = cn->srv;
 
-	side_close(loop, &cn->s, false);
+	side_close(&cn->s, false);
 	lb_conn_close(&cn->be->pool, &s->lb);
 	s->connect_failures_total++;
 	cn->srv = NULL;
@@ -495,9 +538,9 @@ static void connect_failed(struct conn *cn, const char *why)
 	conn_close(cn, END_CONNECT_FAILED, false);
 }
 
-static void server_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* The server side is writable: the connect finished, or room to flush. */
+static void server_writable(struct conn *cn)
 {
-	struct conn *cn = container_of(w, struct conn, s.wio);
 	int err = 0;
 	socklen_t len = sizeof(err);
 
@@ -548,15 +591,13 @@ static void connect_start(struct conn *cn)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		cn->s.fd = fd;
-		ev_io_set(&cn->s.rio, fd, EV_READ);
-		ev_io_set(&cn->s.wio, fd, EV_WRITE);
 		if (connect(fd, (const struct sockaddr *)&s->addr.ss, s->addr.len) == 0) {
 			connected(cn);
 			return;
 		}
 		if (errno == EINPROGRESS) {
-			ev_io_start(t->loop, &cn->s.wio);
-			arm_timer(cn, be->cfg.timeouts.connect_ms / 1000.0);
+			if (io_start(cn, &cn->s, IO_W))
+				arm_timer(cn, be->cfg.timeouts.connect_ms / 1000.0);
 			return;
 		}
 		/* refused at once (e.g. unreachable): count it and try the next */
@@ -574,8 +615,7 @@ static void route_head(struct conn *cn)
 {
 	const struct cfg_backend *bc = &cn->be->cfg;
 
-	ev_io_stop(cn->fe->t->loop, &cn->c.rio);
-	ev_set_cb(&cn->c.rio, client_read_cb);
+	io_stop(cn, &cn->c, IO_R);
 	cn->key.cookie = NULL;
 	cn->key.cookie_len = 0;
 	cn->head_http = http_peek_cookie(cn->head, cn->head_len, bc->cookie_name, strlen(bc->cookie_name),
@@ -583,9 +623,9 @@ static void route_head(struct conn *cn)
 	connect_start(cn);
 }
 
-static void head_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Cookie mode: the client sent more of its head. */
+static void head_read(struct conn *cn)
 {
-	struct conn *cn = container_of(w, struct conn, c.rio);
 	uint32_t cap = cn->be->cfg.peek_max;
 	ssize_t n = recv(cn->c.fd, cn->head + cn->head_len, cap - cn->head_len, 0);
 	const char *v;
@@ -635,10 +675,7 @@ void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *s
 	cn->s.fd = -1;
 	cn->start = ev_now(t->loop);
 	key_set_addr(&cn->key, ss, &cn->port);
-	ev_io_init(&cn->c.rio, client_read_cb, fd, EV_READ);
-	ev_io_init(&cn->c.wio, client_write_cb, fd, EV_WRITE);
-	ev_io_init(&cn->s.rio, server_read_cb, -1, EV_READ);
-	ev_io_init(&cn->s.wio, server_write_cb, -1, EV_WRITE);
+	cn->c.client = true;
 	ev_init(&cn->timer, timer_cb);
 	cn->next = t->conns;
 	if (t->conns)
@@ -654,8 +691,8 @@ void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *s
 			return;
 		}
 		cn->state = ST_HEAD;
-		ev_set_cb(&cn->c.rio, head_read_cb);
-		ev_io_start(t->loop, &cn->c.rio);
+		if (!io_start(cn, &cn->c, IO_R))
+			return;
 		arm_timer(cn, cn->be->cfg.timeouts.http_request_ms / 1000.0);
 		return;
 	}
@@ -677,4 +714,51 @@ void conn_close_server(struct tether *t, struct t_server *s)
 		if (cn->srv == s && cn->state == ST_RELAY)
 			conn_close(cn, END_SERVER_DOWN, true);
 	}
+}
+
+/* Frees the connections closed since the last call. */
+void conn_reap(struct tether *t)
+{
+	while (t->dead) {
+		struct conn *cn = t->dead;
+
+		t->dead = cn->next;
+		be_put(cn->be);
+		fe_put(cn->fe);
+		free(cn->head);
+		free(cn);
+	}
+}
+
+/* The epoll set of the connections is ready: play its events in the
+ * kernel's order (see the top of the file). */
+void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct tether *t = container_of(w, struct tether, io);
+	struct epoll_event ev[IO_BATCH];
+	int n = epoll_wait(t->epfd, ev, IO_BATCH, 0);
+
+	for (int i = 0; i < n; i++) {
+		struct side *sd = ev[i].data.ptr;
+		struct conn *cn = side_conn(sd);
+		uint32_t e = ev[i].events;
+
+		if (cn->closed || sd->fd < 0)
+			continue;
+		if ((e & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (sd->want & IO_R)) {
+			if (cn->state == ST_HEAD)
+				head_read(cn);
+			else
+				pump(cn, sd);
+			if (cn->closed || sd->fd < 0)
+				continue;
+		}
+		if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (sd->want & IO_W)) {
+			if (sd->client)
+				flush(cn, sd);
+			else
+				server_writable(cn);
+		}
+	}
+	conn_reap(t);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -468,6 +469,11 @@ void srv_observe(struct t_server *s, bool ok, const char *why)
 	srv_health_result(s, ok, why);
 }
 
+static void reaper_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	conn_reap(container_of(w, struct tether, reaper));
+}
+
 int tether_start(struct tether *t, struct tether_config *cfg, const char *path, char **err)
 {
 	struct t_frontend **fe;
@@ -476,6 +482,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	ev_signal *w[] = { &t->sig_term, &t->sig_int, &t->sig_hup, &t->sig_usr1 };
 
 	memset(t, 0, sizeof(*t));
+	t->epfd = -1;
 	t->loop = ev_default_loop(EVFLAG_AUTO);
 	if (!t->loop) {
 		set_err(err, "cannot initialise the event loop");
@@ -495,6 +502,19 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 		cfg_free(cfg);
 		return -1;
 	}
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (t->epfd < 0) {
+		set_err(err, "epoll_create1: %s", strerror(errno));
+		cfg_free(cfg);
+		return -1;
+	}
+	/* the connections' own watchers (timers) keep the loop alive, not these */
+	ev_io_init(&t->io, conn_io_cb, t->epfd, EV_READ);
+	ev_io_start(t->loop, &t->io);
+	ev_unref(t->loop);
+	ev_prepare_init(&t->reaper, reaper_cb);
+	ev_prepare_start(t->loop, &t->reaper);
+	ev_unref(t->loop);
 	ev_init(&t->accept_timer, accept_timer_cb);
 	ev_init(&t->drain_timer, drain_timer_cb);
 	signal(SIGPIPE, SIG_IGN);
@@ -534,6 +554,14 @@ void tether_free(struct tether *t)
 	if (!t->loop)
 		return;
 	conn_close_all(t, END_SHUTDOWN);
+	conn_reap(t);
+	if (t->epfd >= 0) {
+		ev_ref(t->loop);
+		ev_io_stop(t->loop, &t->io);
+		ev_ref(t->loop);
+		ev_prepare_stop(t->loop, &t->reaper);
+		close(t->epfd);
+	}
 	admin_stop(t);
 	metrics_stop(t);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)

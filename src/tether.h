@@ -107,6 +107,10 @@ struct tether {
 	char *scratch;                  /* relay buffer shared by every connection */
 	size_t scratch_size;
 	struct conn *conns;             /* every live connection (for drain and on_down) */
+	struct conn *dead;              /* closed, freed by conn_reap */
+	int epfd;                       /* the connections' sockets (conn.c) */
+	ev_io io;                       /* epfd readable: conn_io_cb */
+	ev_prepare reaper;              /* frees closed connections once per loop */
 	ev_timer accept_timer;
 	ev_timer drain_timer;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
@@ -146,6 +150,10 @@ void listener_stop(struct tether *t, struct t_listener *l);
 void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *ss, socklen_t len);
 /* Closes every connection (shutdown deadline). */
 void conn_close_all(struct tether *t, enum t_end why);
+/* Plays the ready events of t->epfd (the callback of t->io). */
+void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+/* Frees the connections closed since the last call. */
+void conn_reap(struct tether *t);
 /* Closes the connections established to s (on_down = "close"). */
 void conn_close_server(struct tether *t, struct t_server *s);
 

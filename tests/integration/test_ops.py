@@ -260,7 +260,9 @@ def test_on_down_close_and_backup():
     assert banner(t.port) == "spare"           # every primary down: the backup serves
     rc, out = t.admin(f"add server be b {b.addr}")
     assert rc == 0, out
-    assert state(t, "b") == "DOWN"             # checked before it gets traffic
+    # checked before it gets traffic (the log says what state it was added in:
+    # asking "show servers" would race the first check, due within 200 ms)
+    assert wait_for(lambda: f"added server be/b {b.addr} weight 1 (DOWN until checked)" in t.logtext(), 3)
     assert wait_for(lambda: state(t, "b") == "UP", 3)
     assert all(banner(t.port) == "b" for _ in range(4))   # a primary again: backup idle
     t.stop()
