@@ -7,13 +7,14 @@
 #   scripts/bench.sh [--quick] [--runs N] [--only tether,haproxy,nginx,direct]
 #
 # Fairness: every proxy runs one worker thread with logging off and is
-# pinned to CPU 1; wrk and the two backends share CPU 0.  Each throughput
-# figure is the median of N runs (default 3).  Idle memory is the proxy's
+# pinned to CPU 1; wrk and the two backends share CPU 0.  The proxies take
+# turns, round after round (N rounds, default 5); each figure is the median
+# over the rounds.  Idle memory is the proxy's
 # RSS growth over 2000 idle proxied connections, per connection.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=3 dur=8 only="direct,tether,haproxy,nginx" idle=2000
+runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runs=1 dur=3 ;;
@@ -93,21 +94,23 @@ to_us() { # wrk latency "1.23ms" / "456.00us" / "1.2s" -> microseconds
 	      else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'
 }
 
-# measure NAME PORT MODE -> prints "rps p50 p99" (medians)
-measure() {
-	name=$1 port=$2 mode=$3
-	for r in $(seq "$runs"); do
-		if [ "$mode" = close ]; then
-			taskset -c 0 wrk -t1 -c50 -d${dur}s --latency -H "Connection: close" "http://127.0.0.1:$port/" \
-				> "$results/$name-$mode-$r.txt" 2>&1 || true
-		else
-			taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "http://127.0.0.1:$port/" \
-				> "$results/$name-$mode-$r.txt" 2>&1 || true
-		fi
-	done
-	rps=$(cat "$results/$name-$mode-"*.txt | awk '/^Requests\/sec/ {print $2}' | median)
-	p50=$(cat "$results/$name-$mode-"*.txt | awk '$1=="50%" {print $2}' | to_us | median)
-	p99=$(cat "$results/$name-$mode-"*.txt | awk '$1=="99%" {print $2}' | to_us | median)
+# one_run NAME PORT MODE R: one wrk run, raw output kept
+one_run() {
+	name=$1 port=$2 mode=$3 r=$4
+	if [ "$mode" = close ]; then
+		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency -H "Connection: close" "http://127.0.0.1:$port/" \
+			> "$results/$name-$mode-$r.txt" 2>&1 || true
+	else
+		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "http://127.0.0.1:$port/" \
+			> "$results/$name-$mode-$r.txt" 2>&1 || true
+	fi
+}
+
+# summary NAME MODE -> "rps p50 p99", medians over the runs
+summary() {
+	rps=$(cat "$results/$1-$2-"*.txt | awk '/^Requests\/sec/ {print $2}' | median)
+	p50=$(cat "$results/$1-$2-"*.txt | awk '$1=="50%" {print $2}' | to_us | median)
+	p99=$(cat "$results/$1-$2-"*.txt | awk '$1=="99%" {print $2}' | to_us | median)
 	echo "${rps:-0} ${p50:-0} ${p99:-0}"
 }
 
@@ -115,22 +118,41 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 	python3 bench/bench-idle.py "$1" "$2" "$idle"
 }
 
+port_of() {
+	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; esac
+}
+pid_of() {
+	case $1 in
+	direct) echo "" ;;
+	tether) echo $tpid ;;
+	haproxy) echo $hpid ;;
+	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
+	       pgrep -P "$p" | head -1 || echo "$p" ;;     # the worker is the child of the master
+	esac
+}
+
+who_list=""
+for who in direct tether haproxy nginx; do
+	case ",$only," in *",$who,"*) who_list="$who_list $who" ;; esac
+done
+# The machine's speed drifts over minutes: run the proxies in turn, round
+# after round, so drift hits them alike; medians over the rounds.
+for r in $(seq "$runs"); do
+	for who in $who_list; do
+		one_run $who "$(port_of $who)" keepalive $r
+		one_run $who "$(port_of $who)" close $r
+	done
+	echo "round $r of $runs done" >&2
+done
+
 printf '%-8s %12s %9s %9s %12s %9s %9s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" "p50_us" "p99_us" "idle_B/conn" \
 	| tee "$results/table.txt"
-for who in direct tether haproxy nginx; do
-	case ",$only," in *",$who,"*) ;; *) continue ;; esac
-	case $who in
-	direct) port=$P1 pid="" ;;
-	tether) port=$PT pid=$tpid ;;
-	haproxy) port=$PH pid=$hpid ;;
-	nginx) port=$PN pid=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
-	       # the worker is the child of the master
-	       pid=$(pgrep -P "$pid" | head -1 || echo "$pid") ;;
-	esac
-	set -- $(measure $who $port keepalive); ka=$1 ka50=$2 ka99=$3
-	set -- $(measure $who $port close); nc=$1 nc50=$2 nc99=$3
+for who in $who_list; do
+	set -- $(summary $who keepalive); ka=$1 ka50=$2 ka99=$3
+	set -- $(summary $who close); nc=$1 nc50=$2 nc99=$3
 	mem="-"
-	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$port")
+	pid=$(pid_of $who)
+	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$(port_of $who)")
 	printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %10s\n' $who "$ka" "$ka50" "$ka99" "$nc" "$nc50" "$nc99" "$mem" \
 		| tee -a "$results/table.txt"
 done

@@ -429,12 +429,12 @@ static void pump(struct conn *cn, struct side *from)
 			if (!cn->c.rd_eof && !cn->s.rd_eof)
 				cn->first_eof = from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
 			from->rd_eof = true;
-			io_stop(cn, from, IO_R);
 			if (!to->out && !to->wr_shut) {
 				shutdown(to->fd, SHUT_WR);
 				to->wr_shut = true;
 			}
-			maybe_done(cn);
+			if (!maybe_done(cn))    /* when done, close() leaves the epoll set: no epoll_ctl */
+				io_stop(cn, from, IO_R);
 			return;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -483,6 +483,7 @@ static void connected(struct conn *cn)
 {
 	struct ev_loop *loop = cn->fe->t->loop;
 	const struct cfg_backend *bc = &cn->be->cfg;
+	bool peeked = cn->head != NULL;
 
 	cn->state = ST_RELAY;
 	cn->connect_ms = (float)((ev_now(loop) - cn->connect_start) * 1000.0);
@@ -518,6 +519,11 @@ static void connected(struct conn *cn)
 	}
 	arm_timer(cn, (bc->timeouts.client_ms < bc->timeouts.server_ms ? bc->timeouts.client_ms
 	                                                                : bc->timeouts.server_ms) / 1000.0);
+	/* The client has usually sent its request while the connect was under
+	 * way: forward it now rather than one loop turn later (a read that
+	 * finds nothing costs one recv; the watcher is armed either way). */
+	if (!peeked && !cn->closed)
+		pump(cn, &cn->c);
 }
 
 /* The attempt on cn->srv failed: count it, then retry another server or give up. */
@@ -538,14 +544,16 @@ static void connect_failed(struct conn *cn, const char *why)
 	conn_close(cn, END_CONNECT_FAILED, false);
 }
 
-/* The server side is writable: the connect finished, or room to flush. */
-static void server_writable(struct conn *cn)
+/* The server side is writable: the connect finished, or room to flush.
+ * `events` are epoll's: only with an error or hang-up flag can a finished
+ * connect have failed, so a clean one costs no getsockopt. */
+static void server_writable(struct conn *cn, uint32_t events)
 {
 	int err = 0;
 	socklen_t len = sizeof(err);
 
 	if (cn->state == ST_CONNECTING) {
-		if (getsockopt(cn->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(cn->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
 		if (err) {
 			connect_failed(cn, strerror(err));
@@ -757,7 +765,7 @@ void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (sd->client)
 				flush(cn, sd);
 			else
-				server_writable(cn);
+				server_writable(cn, e);
 		}
 	}
 	conn_reap(t);
