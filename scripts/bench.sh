@@ -94,9 +94,16 @@ to_us() { # wrk latency "1.23ms" / "456.00us" / "1.2s" -> microseconds
 	      else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'
 }
 
-# one_run NAME PORT MODE R: one wrk run, raw output kept
+cpu_ticks() { # PID -> user + system clock ticks used so far
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# one_run NAME PORT MODE R: one wrk run, raw output kept; for a proxy also
+# the CPU time it used, in clock ticks
 one_run() {
 	name=$1 port=$2 mode=$3 r=$4
+	pid=$(pid_of "$name")
+	[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
 	if [ "$mode" = close ]; then
 		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency -H "Connection: close" "http://127.0.0.1:$port/" \
 			> "$results/$name-$mode-$r.txt" 2>&1 || true
@@ -104,6 +111,18 @@ one_run() {
 		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "http://127.0.0.1:$port/" \
 			> "$results/$name-$mode-$r.txt" 2>&1 || true
 	fi
+	[ -n "$pid" ] && echo $(( $(cpu_ticks "$pid") - c0 )) > "$results/$name-$mode-$r.cpu"
+	return 0
+}
+
+# cpu_per_req NAME MODE -> µs of proxy CPU per request, median over the runs
+cpu_per_req() {
+	hz=$(getconf CLK_TCK)
+	for f in "$results/$1-$2-"*.cpu; do
+		[ -f "$f" ] || { echo "-"; return; }
+		req=$(awk '/requests in/ {print $1}' "${f%.cpu}.txt")
+		awk -v t="$(cat "$f")" -v n="${req:-0}" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f\n", t * 1e6 / hz / n }'
+	done | median
 }
 
 # summary NAME MODE -> "rps p50 p99", medians over the runs
@@ -145,25 +164,28 @@ for r in $(seq "$runs"); do
 	echo "round $r of $runs done" >&2
 done
 
-printf '%-8s %12s %9s %9s %12s %9s %9s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" "p50_us" "p99_us" "idle_B/conn" \
-	| tee "$results/table.txt"
+printf '%-8s %12s %9s %9s %12s %9s %9s %10s %10s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" "p50_us" "p99_us" \
+	"idle_B/conn" "cpu_us/ka" "cpu_us/new" | tee "$results/table.txt"
 for who in $who_list; do
 	set -- $(summary $who keepalive); ka=$1 ka50=$2 ka99=$3
 	set -- $(summary $who close); nc=$1 nc50=$2 nc99=$3
 	mem="-"
 	pid=$(pid_of $who)
 	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$(port_of $who)")
-	printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %10s\n' $who "$ka" "$ka50" "$ka99" "$nc" "$nc50" "$nc99" "$mem" \
-		| tee -a "$results/table.txt"
+	cka="-" cnc="-"
+	[ -n "$pid" ] && cka=$(cpu_per_req $who keepalive) && cnc=$(cpu_per_req $who close)
+	printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %10s %10s %10s\n' $who "$ka" "$ka50" "$ka99" "$nc" "$nc50" "$nc99" \
+		"$mem" "$cka" "$cnc" | tee -a "$results/table.txt"
 done
 
 echo
-awk 'NR>1 {ka[$1]=$2; k99[$1]=$4; nc[$1]=$5; n99[$1]=$7; mem[$1]=$8}
+awk 'NR>1 {ka[$1]=$2; k99[$1]=$4; nc[$1]=$5; n99[$1]=$7; mem[$1]=$8; cka[$1]=$9; cnc[$1]=$10}
      END { if (!("haproxy" in ka) || ka["haproxy"] == 0) exit;
        printf "ratios against HAProxy (higher is better for rates, lower for latency and memory):\n";
        for (p in ka) if (p != "haproxy" && p != "direct")
-         printf "  %-7s keepalive %.2fx  newconn %.2fx  p99(ka) %.2fx  p99(new) %.2fx  idle memory %s\n", p,
+         printf "  %-7s keepalive %.2fx  newconn %.2fx  p99(ka) %.2fx  p99(new) %.2fx  idle memory %s  cpu/req ka %s new %s\n", p,
            ka[p]/ka["haproxy"], nc[p]/nc["haproxy"], k99[p]/k99["haproxy"], n99[p]/n99["haproxy"],
-           (mem[p] == "-" || mem["haproxy"] == "-" || mem["haproxy"] == 0) ? "-" : sprintf("%.2fx", mem[p]/mem["haproxy"]) }' \
+           ratio(mem[p], mem["haproxy"]), ratio(cka[p], cka["haproxy"]), ratio(cnc[p], cnc["haproxy"]) }
+     function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2fx", a / b) }' \
 	"$results/table.txt" | tee "$results/ratios.txt"
 echo "raw results: $results"

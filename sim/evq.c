@@ -3,7 +3,7 @@
  *
  * Invariants: every wheel event has a slot in (cur, cur + EVQ_SLOTS), at
  * position slot % EVQ_SLOTS, so a position never holds two slots; the
- * position of cur itself is empty (its events were moved to `now`); every
+ * position of cur itself is empty (its events were moved to the run); every
  * overflow event has a slot >= cur + EVQ_SLOTS.
  */
 #include <errno.h>
@@ -14,6 +14,8 @@
 
 #define WORDS (EVQ_SLOTS / 64)
 #define NONE UINT64_MAX
+#define SORT_BITS 8             /* counting sort on the 8 bits below the slot */
+#define SORT_BUCKETS (1 << SORT_BITS)
 
 _Static_assert((EVQ_SLOTS & (EVQ_SLOTS - 1)) == 0 && EVQ_SLOTS >= 64, "EVQ_SLOTS is a power of two");
 _Static_assert(sizeof(struct evq_chunk) == 64, "a chunk is one cache line");
@@ -77,21 +79,6 @@ static void run_reserve(struct evq_run *r, size_t n)
 		abort();
 }
 
-/* An event of the slot being played, pushed while it plays: it goes behind
- * every event with a smaller key (nearly always a short move). */
-static void run_insert(struct evq_run *r, struct evq_event e)
-{
-	size_t i;
-
-	if (r->head == r->len)
-		r->head = r->len = 0;
-	run_reserve(r, r->len + 1);
-	for (i = r->len; i > r->head && r->a[i - 1].key > e.key; i--)
-		r->a[i] = r->a[i - 1];
-	r->a[i] = e;
-	r->len++;
-}
-
 static void insertion_sort(struct evq_event *a, size_t n)
 {
 	for (size_t i = 1; i < n; i++) {
@@ -105,12 +92,13 @@ static void insertion_sort(struct evq_event *a, size_t n)
 }
 
 /* Sorts a[0..len) of one slot: keys share every bit from `shift` up, so a
- * counting sort on the 6 bits below leaves buckets of about one event for
- * a slot of 64, which the insertion sort then finishes in one pass. */
+ * counting sort on the 8 bits below leaves buckets of about one event for
+ * a slot of a few hundred, which the insertion sort then finishes in one
+ * pass. */
 static void run_sort(struct evq_run *r, unsigned shift)
 {
-	size_t count[65] = { 0 };
-	unsigned low = shift >= 6 ? shift - 6 : 0;
+	size_t count[SORT_BUCKETS + 1] = { 0 };
+	unsigned low = shift >= SORT_BITS ? shift - SORT_BITS : 0;
 	struct evq_event *t;
 
 	if (r->len <= 16) {
@@ -118,11 +106,11 @@ static void run_sort(struct evq_run *r, unsigned shift)
 		return;
 	}
 	for (size_t i = 0; i < r->len; i++)
-		count[((r->a[i].key >> low) & 63) + 1]++;
-	for (int b = 1; b <= 64; b++)
+		count[((r->a[i].key >> low) & (SORT_BUCKETS - 1)) + 1]++;
+	for (int b = 1; b <= SORT_BUCKETS; b++)
 		count[b] += count[b - 1];
 	for (size_t i = 0; i < r->len; i++)
-		r->tmp[count[(r->a[i].key >> low) & 63]++] = r->a[i];
+		r->tmp[count[(r->a[i].key >> low) & (SORT_BUCKETS - 1)]++] = r->a[i];
 	t = r->a;
 	r->a = r->tmp;
 	r->tmp = t;
@@ -151,6 +139,7 @@ void evq_fini(struct evq *q)
 	free(q->chunks);
 	free(q->now.a);
 	free(q->now.tmp);
+	free(q->late.a);
 	free(q->far.a);
 	memset(q, 0, sizeof(*q));
 }
@@ -194,7 +183,7 @@ static void place(struct evq *q, struct evq_event e)
 	uint64_t slot = e.key >> q->shift;
 
 	if (slot <= q->cur)
-		run_insert(&q->now, e);
+		heap_push(&q->late, e);
 	else if (slot - q->cur < EVQ_SLOTS)
 		wheel_add(q, slot, e);
 	else
@@ -227,7 +216,7 @@ static uint64_t wheel_next(const struct evq *q)
 }
 
 /* Turns the wheel to the next slot holding events and moves them, sorted,
- * to the run (empty when called). */
+ * to the run (the run and `late` are empty when called). */
 static void advance(struct evq *q)
 {
 	uint64_t s = wheel_next(q), f = q->far.len ? q->far.a[0].key >> q->shift : NONE;
@@ -259,10 +248,14 @@ static void advance(struct evq *q)
 
 struct evq_event evq_pop(struct evq *q)
 {
-	if (q->now.head == q->now.len)
+	struct evq_run *r = &q->now;
+
+	if (r->head == r->len && !q->late.len)
 		advance(q);
 	q->len--;
-	return q->now.a[q->now.head++];
+	if (q->late.len && (r->head == r->len || q->late.a[0].key < r->a[r->head].key))
+		return heap_pop(&q->late);
+	return r->a[r->head++];
 }
 
 void evq_clear(struct evq *q)
@@ -270,6 +263,6 @@ void evq_clear(struct evq *q)
 	memset(q->slot, 0, EVQ_SLOTS * sizeof(*q->slot));
 	memset(q->bits, 0, WORDS * sizeof(*q->bits));
 	q->nchunks = q->free = 0;
-	q->now.head = q->now.len = q->far.len = 0;
+	q->now.head = q->now.len = q->late.len = q->far.len = 0;
 	q->len = 0;
 }

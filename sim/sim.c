@@ -36,10 +36,10 @@ enum ev_kind { EV_ARRIVAL, EV_REQUEST, EV_DONE, EV_CHECK, EV_CRASH, EV_READY, EV
  * insertion counter: equal times pop in insertion order (deterministic even
  * when the counter wraps), and one integer compare orders two events.  38
  * bits of µs cover 76 hours: sim_run refuses longer runs.  The queue plays
- * slots of 4096 µs (evq.h).
+ * slots of 16384 µs (evq.h).
  */
 #define SEQ_BITS 26
-#define SLOT_SHIFT (SEQ_BITS + 12)
+#define SLOT_SHIFT (SEQ_BITS + 14)
 #define MAX_DURATION_S ((double)(1ull << (64 - SEQ_BITS)) / US - 3600)
 
 /* One cache line per user: a request touches its user once per think time,
