@@ -18,7 +18,7 @@
 #define SORT_BUCKETS (1 << SORT_BITS)
 
 _Static_assert((EVQ_SLOTS & (EVQ_SLOTS - 1)) == 0 && EVQ_SLOTS >= 64, "EVQ_SLOTS is a power of two");
-_Static_assert(sizeof(struct evq_chunk) == 64, "a chunk is one cache line");
+_Static_assert(sizeof(struct evq_chunk) == 256, "a chunk is four cache lines");
 
 /* --- 4-ary heap: half the depth of a binary one; the four 16-byte children
  * of a node share one cache line --- */
@@ -153,11 +153,17 @@ static uint32_t chunk_alloc(struct evq *q)
 		q->free = q->chunks[c].next;
 		return c;
 	}
-	if (q->nchunks == q->cap) {
-		q->cap = q->cap ? q->cap * 2 : 256;
-		q->chunks = realloc(q->chunks, q->cap * sizeof(*q->chunks));
-		if (!q->chunks)
+	if (q->nchunks == q->cap) {     /* grow, keeping chunks on cache-line boundaries */
+		struct evq_chunk *n;
+
+		q->cap = q->cap ? q->cap * 2 : 64;
+		n = aligned_alloc(64, q->cap * sizeof(*q->chunks));
+		if (!n)
 			abort();
+		if (q->chunks)
+			memcpy(n, q->chunks, q->nchunks * sizeof(*q->chunks));
+		free(q->chunks);
+		q->chunks = n;
 	}
 	return q->nchunks++;
 }
