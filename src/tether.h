@@ -8,11 +8,14 @@
  *    +- struct t_frontend[]  one per configured frontend, with its listeners
  *    +- struct t_backend *   a list: the live ones, and retired ones that
  *    |   +- struct t_server[]  still carry connections after a reload
- *    +- struct conn          one per proxied client connection (conn.c)
+ *    +- struct conn          one per proxied client connection (conn.c); its
+ *                            sockets are in tether.epfd, not libev watchers
  *
  * Lifetimes: a backend is referenced by its frontends (while it is in the
  * running configuration) and by every connection routed through it; it is
- * freed when the last reference goes (be_put).  Servers live inside their
+ * freed when the last reference goes (be_put).  A closed connection keeps
+ * its references until conn_reap frees it, after the batch of events that
+ * closed it.  Servers live inside their
  * backend's array, or are allocated one by one when added at runtime.
  */
 #ifndef TETHER_DAEMON_H
