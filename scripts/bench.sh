@@ -104,13 +104,10 @@ one_run() {
 	name=$1 port=$2 mode=$3 r=$4
 	pid=$(pid_of "$name")
 	[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
-	if [ "$mode" = close ]; then
-		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency -H "Connection: close" "http://127.0.0.1:$port/" \
-			> "$results/$name-$mode-$r.txt" 2>&1 || true
-	else
-		taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "http://127.0.0.1:$port/" \
-			> "$results/$name-$mode-$r.txt" 2>&1 || true
-	fi
+	set --
+	[ "$mode" = close ] && set -- -H "Connection: close"
+	taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "$@" "http://127.0.0.1:$port/" \
+		> "$results/$name-$mode-$r.txt" 2>&1 || true
 	[ -n "$pid" ] && echo $(( $(cpu_ticks "$pid") - c0 )) > "$results/$name-$mode-$r.cpu"
 	return 0
 }

@@ -57,7 +57,7 @@ struct side {
 	int fd;
 	uint8_t want;               /* IO_R | IO_W: what the connection waits for */
 	uint8_t armed;              /* what the epoll set holds for fd */
-	bool client;                /* this is conn.c */
+	bool client;                /* this side is conn.c (the client's) */
 	struct pbuf *out;           /* pending bytes for this fd, NULL when none */
 	ev_tstamp last;             /* last read from or write to this fd */
 	bool rd_eof;                /* EOF read from this fd */
@@ -149,8 +149,8 @@ static struct conn *side_conn(struct side *sd)
 	return sd->client ? container_of(sd, struct conn, c) : container_of(sd, struct conn, s);
 }
 
-/* Brings the epoll set in line with sd->want.  A failure (out of kernel
- * memory) resets the connection: it could never be served. */
+/* Brings the epoll set in line with sd->want; false when the kernel
+ * refused (out of memory or watches): io_start then closes the connection. */
 static bool io_update(struct conn *cn, struct side *sd)
 {
 	struct epoll_event ev = { .events = (sd->want & IO_R ? EPOLLIN : 0u) | (sd->want & IO_W ? EPOLLOUT : 0u),
@@ -489,12 +489,8 @@ static void connected(struct conn *cn)
 	cn->connect_ms = (float)((ev_now(loop) - cn->connect_start) * 1000.0);
 	srv_observe(cn->srv, true, "connected");
 	cn->c.last = cn->s.last = ev_now(loop);
-	cn->s.want = IO_R;          /* one epoll_ctl for both changes */
-	if (!io_update(cn, &cn->s)) {
-		conn_close(cn, END_ERROR, true);
-		return;
-	}
-	if (!io_start(cn, &cn->c, IO_R))
+	cn->s.want = 0;             /* from writable to readable in one epoll_ctl */
+	if (!io_start(cn, &cn->s, IO_R) || !io_start(cn, &cn->c, IO_R))
 		return;
 	if (cn->head) {
 		/* cookie mode: a fresh cookie unless the client holds this server's */
