@@ -317,6 +317,23 @@ static struct side *peer_of(struct conn *cn, struct side *sd)
 	return sd == &cn->c ? &cn->s : &cn->c;
 }
 
+/* Everything for `to` is written and its peer has ended: pass the FIN on
+ * (shutdown SHUT_WR; the other direction keeps flowing).  When the other
+ * direction has ended too, close instead: close() sends the same FIN, so
+ * the last half-close costs no shutdown call.  True when cn was closed. */
+static bool pass_fin(struct conn *cn, struct side *to)
+{
+	if (!to->wr_shut) {
+		if (to->rd_eof && peer_of(cn, to)->wr_shut) {
+			conn_close(cn, (enum t_end)cn->first_eof, false);
+			return true;
+		}
+		shutdown(to->fd, SHUT_WR);
+		to->wr_shut = true;
+	}
+	return maybe_done(cn);
+}
+
 /* Appends bytes to a side's pending buffer. */
 static bool pbuf_append(struct side *to, const char *data, size_t len)
 {
@@ -429,12 +446,8 @@ static void pump(struct conn *cn, struct side *from)
 			if (!cn->c.rd_eof && !cn->s.rd_eof)
 				cn->first_eof = from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
 			from->rd_eof = true;
-			if (!to->out && !to->wr_shut) {
-				shutdown(to->fd, SHUT_WR);
-				to->wr_shut = true;
-			}
-			if (!maybe_done(cn))    /* when done, close() leaves the epoll set: no epoll_ctl */
-				io_stop(cn, from, IO_R);
+			if (to->out ? !maybe_done(cn) : !pass_fin(cn, to))
+				io_stop(cn, from, IO_R);        /* when done, close() left the epoll set */
 			return;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -468,13 +481,9 @@ static void flush(struct conn *cn, struct side *to)
 	free(b);
 	to->out = NULL;
 	io_stop(cn, to, IO_W);
-	if (from->rd_eof) {
-		if (!to->wr_shut) {
-			shutdown(to->fd, SHUT_WR);
-			to->wr_shut = true;
-		}
-		maybe_done(cn);
-	} else if (cn->state == ST_RELAY) {
+	if (from->rd_eof)
+		pass_fin(cn, to);
+	else if (cn->state == ST_RELAY) {
 		io_start(cn, from, IO_R);
 	}
 }
