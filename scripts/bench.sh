@@ -1,26 +1,36 @@
 #!/bin/sh
 # Benchmark: tether against HAProxy (mode tcp, nbthread 1) and nginx stream
 # (1 worker), all in front of the same two tether-pod backends, measured in
-# one run on this machine.  Prints a table with ratios against HAProxy and
-# keeps raw wrk output in bench/results/.
+# one run on this machine.  Prints a table per setup with ratios against
+# HAProxy and keeps raw wrk output in bench/results/.
 #
-#   scripts/bench.sh [--quick] [--runs N] [--only tether,haproxy,nginx,direct]
+#   scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both]
+#                    [--only tether,haproxy,nginx,direct]
 #
-# Fairness: every proxy runs one worker thread with logging off and is
-# pinned to CPU 1; wrk and the two backends share CPU 0.  The proxies take
-# turns, round after round (N rounds, default 5); each figure is the median
-# over the rounds.  Idle memory is the proxy's
-# RSS growth over 2000 idle proxied connections, per connection.
+# Two setups, same processes (moved between CPUs with taskset):
+#   pinned  every proxy on CPU 1, wrk and both backends on CPU 0;
+#   shared  nothing pinned: all processes share both CPUs, as on a busy node,
+#           so what a proxy costs per request is CPU the others do not get.
+# Every proxy runs one worker thread with logging off (tether writes its log
+# file).  The proxies take turns, round after round (N rounds, default 5, the
+# order rotating each round), so the machine's drift hits them alike; each
+# figure is the median over the rounds, each ratio the median of the
+# per-round ratios (a proxy against HAProxy in the same round).  Idle memory
+# is the proxy's RSS growth over 2000 idle proxied connections, per
+# connection.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000
+runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000 setups="pinned shared"
+usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST]"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runs=1 dur=3 ;;
 	--runs) runs=$2; shift ;;
 	--only) only=$2; shift ;;
-	*) echo "usage: scripts/bench.sh [--quick] [--runs N] [--only LIST]" >&2; exit 2 ;;
+	--setup) case $2 in pinned|shared) setups=$2 ;; both) setups="pinned shared" ;;
+	         *) echo "$usage" >&2; exit 2 ;; esac; shift ;;
+	*) echo "$usage" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -43,8 +53,8 @@ trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
 P1=19101 P2=19102 PT=19080 PH=19081 PN=19082
-taskset -c 0 "$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"
-taskset -c 0 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"
+"$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"; b1pid=$!
+"$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"; b2pid=$!
 
 cat > "$work/tether.conf" <<EOF
 global = { maxconn = 8000; log = "$work/tether.log"; };
@@ -83,12 +93,12 @@ stream {
 EOF
 
 # Note: the tether log is a file; one line per connection is part of what is measured.
-taskset -c 1 "$build/src/tether" -c "$work/tether.conf" & pids="$pids $!"; tpid=$!
-taskset -c 1 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
+"$build/src/tether" -c "$work/tether.conf" & pids="$pids $!"; tpid=$!
+haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
+nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
 sleep 1
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 to_us() { # wrk latency "1.23ms" / "456.00us" / "1.2s" -> microseconds
 	awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000}
 	      else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'
@@ -98,36 +108,53 @@ cpu_ticks() { # PID -> user + system clock ticks used so far
 	awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-# one_run NAME PORT MODE R: one wrk run, raw output kept; for a proxy also
+# place SETUP: move the running backends and proxies (every thread) onto
+# the CPUs of the setup; wrk is started on them by one_run
+place() {
+	if [ "$1" = pinned ]; then back=0 prox=1 wrkcpu=0; else back=0,1 prox=0,1 wrkcpu=0,1; fi
+	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
+	for p in $tpid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+}
+
+# one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
 # the CPU time it used, in clock ticks
 one_run() {
-	name=$1 port=$2 mode=$3 r=$4
+	setup=$1 name=$2 mode=$3 r=$4
+	out=$results/$setup/$name-$mode-$r
 	pid=$(pid_of "$name")
 	[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
 	set --
 	[ "$mode" = close ] && set -- -H "Connection: close"
-	taskset -c 0 wrk -t1 -c50 -d${dur}s --latency "$@" "http://127.0.0.1:$port/" \
-		> "$results/$name-$mode-$r.txt" 2>&1 || true
-	[ -n "$pid" ] && echo $(( $(cpu_ticks "$pid") - c0 )) > "$results/$name-$mode-$r.cpu"
+	taskset -c $wrkcpu wrk -t1 -c50 -d${dur}s --latency "$@" "http://127.0.0.1:$(port_of $name)/" > "$out.txt" 2>&1 || true
+	[ -n "$pid" ] && echo $(( $(cpu_ticks "$pid") - c0 )) > "$out.cpu"
 	return 0
 }
 
-# cpu_per_req NAME MODE -> µs of proxy CPU per request, median over the runs
-cpu_per_req() {
-	hz=$(getconf CLK_TCK)
-	for f in "$results/$1-$2-"*.cpu; do
-		[ -f "$f" ] || { echo "-"; return; }
-		req=$(awk '/requests in/ {print $1}' "${f%.cpu}.txt")
-		awk -v t="$(cat "$f")" -v n="${req:-0}" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f\n", t * 1e6 / hz / n }'
-	done | median
+# rps / p50 / p99 / cpu FILE-STEM -> that figure of one run (µs for the
+# latencies, µs of proxy CPU per request for cpu; nothing when unknown)
+rps() { awk '/^Requests\/sec/ {print $2}' "$1.txt"; }
+p50() { awk '$1=="50%" {print $2}' "$1.txt" | to_us; }
+p99() { awk '$1=="99%" {print $2}' "$1.txt" | to_us; }
+cpu() {
+	[ -f "$1.cpu" ] || return 0
+	awk -v t="$(cat "$1.cpu")" -v n="$(awk '/requests in/ {print $1}' "$1.txt")" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { if (n > 0) printf "%.2f\n", t * 1e6 / hz / n }'
 }
 
-# summary NAME MODE -> "rps p50 p99", medians over the runs
-summary() {
-	rps=$(cat "$results/$1-$2-"*.txt | awk '/^Requests\/sec/ {print $2}' | median)
-	p50=$(cat "$results/$1-$2-"*.txt | awk '$1=="50%" {print $2}' | to_us | median)
-	p99=$(cat "$results/$1-$2-"*.txt | awk '$1=="99%" {print $2}' | to_us | median)
-	echo "${rps:-0} ${p50:-0} ${p99:-0}"
+# figure SETUP NAME MODE WHAT -> median of WHAT over the rounds, or "-"
+figure() {
+	v=$(for r in $(seq "$runs"); do $4 "$results/$1/$2-$3-$r"; done | median)
+	echo "${v:--}"
+}
+
+# paired SETUP NAME MODE WHAT -> median over the rounds of NAME's WHAT divided
+# by HAProxy's in the same round, "-" when unknown
+paired() {
+	v=$(for r in $(seq "$runs"); do
+		a=$($4 "$results/$1/$2-$3-$r") b=$($4 "$results/$1/haproxy-$3-$r")
+		[ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) print a / b }'
+	done | median)
+	[ -n "$v" ] && printf '%.2fx' "$v" || echo "-"
 }
 
 idle_mem() { # PID PORT -> bytes per idle proxied connection
@@ -149,40 +176,56 @@ pid_of() {
 
 who_list=""
 for who in direct tether haproxy nginx; do
-	case ",$only," in *",$who,"*) who_list="$who_list $who" ;; esac
+	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
-# after round, so drift hits them alike; medians over the rounds.
-for r in $(seq "$runs"); do
-	for who in $who_list; do
-		one_run $who "$(port_of $who)" keepalive $r
-		one_run $who "$(port_of $who)" close $r
+# after round, the order rotating, so drift hits them alike.
+for setup in $setups; do
+	mkdir -p "$results/$setup"
+	place $setup
+	order=$who_list
+	for r in $(seq "$runs"); do
+		for who in $order; do
+			one_run $setup $who keepalive $r
+			one_run $setup $who close $r
+		done
+		order="${order#* } ${order%% *}"
+		echo "$setup: round $r of $runs done" >&2
 	done
-	echo "round $r of $runs done" >&2
 done
 
-printf '%-8s %12s %9s %9s %12s %9s %9s %10s %10s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" "p50_us" "p99_us" \
-	"idle_B/conn" "cpu_us/ka" "cpu_us/new" | tee "$results/table.txt"
 for who in $who_list; do
-	set -- $(summary $who keepalive); ka=$1 ka50=$2 ka99=$3
-	set -- $(summary $who close); nc=$1 nc50=$2 nc99=$3
-	mem="-"
 	pid=$(pid_of $who)
+	mem=-
 	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$(port_of $who)")
-	cka="-" cnc="-"
-	[ -n "$pid" ] && cka=$(cpu_per_req $who keepalive) && cnc=$(cpu_per_req $who close)
-	printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %10s %10s %10s\n' $who "$ka" "$ka50" "$ka99" "$nc" "$nc50" "$nc99" \
-		"$mem" "$cka" "$cnc" | tee -a "$results/table.txt"
+	eval "mem_$who=\$mem"
 done
 
-echo
-awk 'NR>1 {ka[$1]=$2; k99[$1]=$4; nc[$1]=$5; n99[$1]=$7; mem[$1]=$8; cka[$1]=$9; cnc[$1]=$10}
-     END { if (!("haproxy" in ka) || ka["haproxy"] == 0) exit;
-       printf "ratios against HAProxy (higher is better for rates, lower for latency and memory):\n";
-       for (p in ka) if (p != "haproxy" && p != "direct")
-         printf "  %-7s keepalive %.2fx  newconn %.2fx  p99(ka) %.2fx  p99(new) %.2fx  idle memory %s  cpu/req ka %s new %s\n", p,
-           ka[p]/ka["haproxy"], nc[p]/nc["haproxy"], k99[p]/k99["haproxy"], n99[p]/n99["haproxy"],
-           ratio(mem[p], mem["haproxy"]), ratio(cka[p], cka["haproxy"]), ratio(cnc[p], cnc["haproxy"]) }
-     function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2fx", a / b) }' \
-	"$results/table.txt" | tee "$results/ratios.txt"
+for setup in $setups; do
+	echo
+	echo "== $setup: $( [ $setup = pinned ] && echo "proxy on CPU 1, wrk and backends on CPU 0" ||
+		echo "nothing pinned, all processes share both CPUs")" | tee "$results/$setup/table.txt"
+	printf '%-8s %12s %9s %9s %12s %9s %9s %11s %10s %10s\n' proxy "keepalive/s" "p50_us" "p99_us" "newconn/s" \
+		"p50_us" "p99_us" "idle_B/conn" "cpu_us/ka" "cpu_us/new" | tee -a "$results/$setup/table.txt"
+	for who in $who_list; do
+		eval "mem=\$mem_$who"
+		printf '%-8s %12.0f %9.0f %9.0f %12.0f %9.0f %9.0f %11s %10s %10s\n' $who \
+			"$(figure $setup $who keepalive rps)" "$(figure $setup $who keepalive p50)" \
+			"$(figure $setup $who keepalive p99)" "$(figure $setup $who close rps)" \
+			"$(figure $setup $who close p50)" "$(figure $setup $who close p99)" "$mem" \
+			"$(figure $setup $who keepalive cpu)" "$(figure $setup $who close cpu)" | tee -a "$results/$setup/table.txt"
+	done
+	case " $who_list " in *" haproxy "*) ;; *) continue ;; esac
+	echo "ratios against HAProxy, median of the per-round ratios (higher is better for rates, lower for the rest):" |
+		tee "$results/$setup/ratios.txt"
+	for who in $who_list; do
+		[ $who = haproxy ] || [ $who = direct ] && continue
+		eval "mem=\$mem_$who"
+		printf '  %-7s keepalive %s  newconn %s  p99(ka) %s  p99(new) %s  idle memory %s  cpu/req ka %s new %s\n' $who \
+			"$(paired $setup $who keepalive rps)" "$(paired $setup $who close rps)" \
+			"$(paired $setup $who keepalive p99)" "$(paired $setup $who close p99)" \
+			"$(awk -v a="$mem" -v b="$mem_haproxy" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')" \
+			"$(paired $setup $who keepalive cpu)" "$(paired $setup $who close cpu)" | tee -a "$results/$setup/ratios.txt"
+	done
+done
 echo "raw results: $results"
