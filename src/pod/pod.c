@@ -39,6 +39,7 @@ struct client {
 	int fd;
 	size_t in_len, out_len, out_off;
 	bool close_after;
+	bool eof;                   /* the client sent its FIN: answer what is left, then close */
 	char in[REQ_MAX];
 	char out[REQ_MAX];
 };
@@ -216,39 +217,52 @@ static bool flush_out(struct ev_loop *loop, struct client *c)
 	return true;
 }
 
-/* Answers every complete request in the buffer (pipelining). */
+/* Answers every complete request in the buffer (pipelining), a batch per
+ * half output buffer; after the client's FIN, closes once all are answered. */
 static void process(struct ev_loop *loop, struct client *c)
 {
-	size_t off = 0;
+	bool more;
 
-	while (!c->close_after && c->out_len < sizeof(c->out) / 2) {
-		const char *head = c->in + off, *v;
-		size_t avail = c->in_len - off, head_len, body = 0, vl;
-		const char *eoh = memmem(head, avail, "\r\n\r\n", 4);
+	do {
+		size_t off = 0;
 
-		if (!eoh)
-			break;
-		head_len = (size_t)(eoh - head) + 4;
-		v = header(head, eoh + 2, "Content-Length", &vl);
-		if (v)
-			body = strtoul(v, NULL, 10);
-		if (body > REQ_MAX) {
-			c->close_after = true;
-			respond(c, 413, "Payload Too Large", "", "too large\n");
-			break;
+		more = false;
+		while (!c->close_after) {
+			const char *head = c->in + off, *v;
+			size_t avail = c->in_len - off, head_len, body = 0, vl;
+			const char *eoh = memmem(head, avail, "\r\n\r\n", 4);
+
+			if (!eoh)
+				break;
+			if (c->out_len >= sizeof(c->out) / 2) {
+				more = true;
+				break;
+			}
+			head_len = (size_t)(eoh - head) + 4;
+			v = header(head, eoh + 2, "Content-Length", &vl);
+			if (v)
+				body = strtoul(v, NULL, 10);
+			if (body > REQ_MAX) {
+				c->close_after = true;
+				respond(c, 413, "Payload Too Large", "", "too large\n");
+				break;
+			}
+			if (head_len + body > avail)
+				break;
+			handle_request(c, head, head_len);
+			off += head_len + body;
 		}
-		if (head_len + body > avail)
-			break;
-		handle_request(c, head, head_len);
-		off += head_len + body;
-	}
-	memmove(c->in, c->in + off, c->in_len - off);
-	c->in_len -= off;
-	if (c->in_len == sizeof(c->in)) {
-		c->close_after = true;
-		respond(c, 431, "Request Header Fields Too Large", "", "too large\n");
-	}
-	flush_out(loop, c);
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+		if (c->in_len == sizeof(c->in)) {
+			c->close_after = true;
+			respond(c, 431, "Request Header Fields Too Large", "", "too large\n");
+		} else if (c->eof && !more) {
+			c->close_after = true;
+		}
+		if (!flush_out(loop, c))
+			return;
+	} while (more && c->out_len == 0);
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -258,7 +272,13 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n == 0) {
+		c->eof = true;
+		ev_io_stop(loop, &c->rio);
+		process(loop, c);
+		return;
+	}
+	if (n < 0) {
 		client_free(loop, c);
 		return;
 	}
@@ -296,7 +316,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->fd = fd;
 		c->in_len = c->out_len = c->out_off = 0;
-		c->close_after = false;
+		c->close_after = c->eof = false;
 		ev_io_init(&c->rio, read_cb, fd, EV_READ);
 		ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
 		ev_timer_init(&c->idle, idle_cb, 0., IDLE_TIMEOUT);

@@ -300,6 +300,16 @@ def connect(port, src=None, timeout=5):
     return s
 
 
+def read_all(s):
+    """Everything the peer sends until it closes."""
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return buf
+        buf += d
+
+
 def readline(s):
     buf = b""
     while not buf.endswith(b"\n"):
@@ -349,6 +359,29 @@ def read_http(s):
             break
         body += d
     return int(lines[0].split()[1]), hdrs, body[:n].decode(), head
+
+
+class Pod:
+    """A real tether-pod on a free loopback port, listening once constructed."""
+
+    def __init__(self, name, *args):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([POD, "--name", name, "--listen", self.addr, *args])
+        if not wait_for(self._listening, 5):
+            self.stop()
+            raise AssertionError(f"tether-pod {name} did not listen on {self.addr}")
+
+    def _listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def wait_for(pred, timeout, step=0.05):

@@ -3,12 +3,11 @@ runtime API under load, strict /metrics, reloads under load, all down."""
 import json
 import re
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
 
-from harness import (POD, Backend, Tether, banner, conf, connect, free_port, main, readline,
+from harness import (Backend, Pod, Tether, banner, conf, connect, free_port, main, readline,
                      wait_for)
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
@@ -56,12 +55,10 @@ def test_passive_observe_ejects_fast():
 
 
 def test_http_check_503_marks_down():
-    p1, p2 = free_port(), free_port()
-    pods = [subprocess.Popen([POD, "--name", "sick", "--listen", f"127.0.0.1:{p1}", "--health-status", "503"]),
-            subprocess.Popen([POD, "--name", "well", "--listen", f"127.0.0.1:{p2}"])]
+    pods = [Pod("sick", "--health-status", "503"), Pod("well")]
     try:
         hc = 'health = { type = "http"; path = "/health"; expect = "2xx"; interval = "200ms"; rise = 1; fall = 2; };'
-        t = Tether(*conf([("sick", f"127.0.0.1:{p1}"), ("well", f"127.0.0.1:{p2}")], backend_extra=hc,
+        t = Tether(*conf([("sick", pods[0].addr), ("well", pods[1].addr)], backend_extra=hc,
                          global_extra=ADMIN + ' metrics = "127.0.0.1:%d";' % free_port()))
         assert wait_for(lambda: state(t, "sick") == "DOWN", 5)
         assert state(t, "well") == "UP"
@@ -69,8 +66,7 @@ def test_http_check_503_marks_down():
         t.stop()
     finally:
         for p in pods:
-            p.terminate()
-            p.wait()
+            p.stop()
 
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
