@@ -14,13 +14,21 @@
  * deadline and re-arms itself for what is left (libev's "lazy" idle
  * timer), so activity costs no timer operation.
  *
- * Readiness: the connections' sockets live in an epoll set of their own
- * (level-triggered, like libev's), watched by the loop as one fd.  A batch
- * of events is played in the order the kernel queued them, so the socket
- * that became ready first is served first; libev would play its pending
+ * Readiness: the connections' sockets live in an epoll set of their own,
+ * watched by the loop as one fd, edge-triggered like nginx's: each socket
+ * is added once, for reading and writing, and stays until close() removes
+ * it.  What a connection waits for (`want`) is kept in user space, so
+ * stopping and resuming a direction costs no system call; a side also
+ * remembers whether its last read drained the socket (`rd_ready`), and only
+ * resuming a side that may still hold bytes re-arms it (EPOLL_CTL_MOD
+ * queues it again, behind the sockets already waiting).  A read shorter
+ * than asked drained the socket unless the peer's FIN is known to be
+ * there too (EPOLLRDHUP): then the next read returns the end.  A batch of
+ * events is played in the order the kernel queued them, so the socket that
+ * became ready first is served first; libev would play its pending
  * watchers last-in first-out, and the oldest request of a busy batch would
- * wait for all the others (a longer tail).  Nothing changes for a busy
- * socket: interest is only changed when it differs.
+ * wait for all the others (a longer tail).  A proxied connection costs two
+ * epoll_ctl calls in all.
  *
  * Ownership: conn_close() unlinks and closes the connection and puts it on
  * a list freed after the batch (conn_reap), so a later event of the same
@@ -56,12 +64,14 @@ struct pbuf {
 struct side {
 	int fd;
 	uint8_t want;               /* IO_R | IO_W: what the connection waits for */
-	uint8_t armed;              /* what the epoll set holds for fd */
 	bool client;                /* this side is conn.c (the client's) */
 	struct pbuf *out;           /* pending bytes for this fd, NULL when none */
 	ev_tstamp last;             /* last read from or write to this fd */
 	bool rd_eof;                /* EOF read from this fd */
 	bool wr_shut;               /* shutdown(SHUT_WR) done towards this fd */
+	bool watched;               /* fd is in the epoll set */
+	bool rd_ready;              /* fd may hold unread bytes or an unread end */
+	bool rd_hup;                /* the peer's FIN (or an error) has arrived */
 };
 
 struct conn {
@@ -149,49 +159,48 @@ static struct conn *side_conn(struct side *sd)
 	return sd->client ? container_of(sd, struct conn, c) : container_of(sd, struct conn, s);
 }
 
-/* Brings the epoll set in line with sd->want; false when the kernel
- * refused (out of memory or watches): io_start then closes the connection. */
-static bool io_update(struct conn *cn, struct side *sd)
+/* Adds sd's fd to the epoll set (first call) or queues it again (later
+ * calls: the kernel reports it once more if it is ready).  False when the
+ * kernel refused (out of memory or watches). */
+static bool io_arm(struct conn *cn, struct side *sd)
 {
-	struct epoll_event ev = { .events = (sd->want & IO_R ? EPOLLIN : 0u) | (sd->want & IO_W ? EPOLLOUT : 0u),
-	                          .data.ptr = sd };
-	int op = !sd->armed ? EPOLL_CTL_ADD : !sd->want ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sd };
 
-	if (sd->want == sd->armed || sd->fd < 0)
-		return true;
-	if (epoll_ctl(cn->fe->t->epfd, op, sd->fd, &ev) < 0) {
+	if (epoll_ctl(cn->fe->t->epfd, sd->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sd->fd, &ev) < 0) {
 		log_printf("epoll_ctl: %s", strerror(errno));
-		sd->want = sd->armed = 0;
 		return false;
 	}
-	sd->armed = sd->want;
+	sd->watched = true;
 	return true;
 }
 
 static void conn_close(struct conn *cn, enum t_end why, bool reset);
 
-/* Waits for `what` on sd.  When the kernel refuses, the connection is
- * closed and false returned. */
+/* Waits for `what` on sd: no system call unless sd is not yet watched, or
+ * reading resumes on a socket that may still hold bytes.  When the kernel
+ * refuses, the connection is closed and false returned. */
 static bool io_start(struct conn *cn, struct side *sd, uint8_t what)
 {
+	bool resume = (what & IO_R) && !(sd->want & IO_R) && sd->rd_ready;
+
 	sd->want |= what;
-	if (io_update(cn, sd))
+	if (sd->fd < 0 || (sd->watched && !resume) || io_arm(cn, sd))
 		return true;
 	conn_close(cn, END_ERROR, true);
 	return false;
 }
 
-static void io_stop(struct conn *cn, struct side *sd, uint8_t what)
+static void io_stop(struct side *sd, uint8_t what)
 {
 	sd->want &= (uint8_t)~what;
-	io_update(cn, sd);
 }
 
 /* Closes the fd (which leaves the epoll set); with `reset`, as an RST
  * (SO_LINGER 0) so the peer sees the error. */
 static void side_close(struct side *sd, bool reset)
 {
-	sd->want = sd->armed = 0;
+	sd->want = 0;
+	sd->watched = sd->rd_ready = sd->rd_hup = false;
 	if (sd->fd >= 0) {
 		if (reset) {
 			struct linger lg = { 1, 0 };
@@ -434,11 +443,13 @@ static void pump(struct conn *cn, struct side *from)
 			} else if (!send_to(cn, to, t->scratch, (size_t)n)) {
 				return;
 			}
+			if ((size_t)n < t->scratch_size && !from->rd_hup)
+				from->rd_ready = false;         /* drained */
 			if (to->out) {          /* backpressure: wait for the peer */
-				io_stop(cn, from, IO_R);
+				io_stop(from, IO_R);
 				return;
 			}
-			if ((size_t)n < t->scratch_size)
+			if (!from->rd_ready)
 				return;
 			continue;
 		}
@@ -447,14 +458,21 @@ static void pump(struct conn *cn, struct side *from)
 				cn->first_eof = from_client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
 			from->rd_eof = true;
 			if (to->out ? !maybe_done(cn) : !pass_fin(cn, to))
-				io_stop(cn, from, IO_R);        /* when done, close() left the epoll set */
+				io_stop(from, IO_R);        /* when done, close() left the epoll set */
 			return;
 		}
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			from->rd_ready = false;
 			return;
+		}
 		conn_close(cn, from_client ? END_CLIENT_RESET : END_SERVER_RESET, true);
 		return;
 	}
+	/* PUMP_ROUNDS full reads: let the others have a turn, then come back */
+	if (!io_arm(cn, from))
+		conn_close(cn, END_ERROR, true);
 }
 
 /* `to` is writable: flush its pending bytes; resume the source when empty. */
@@ -480,7 +498,7 @@ static void flush(struct conn *cn, struct side *to)
 	}
 	free(b);
 	to->out = NULL;
-	io_stop(cn, to, IO_W);
+	io_stop(to, IO_W);
 	if (from->rd_eof)
 		pass_fin(cn, to);
 	else if (cn->state == ST_RELAY) {
@@ -498,7 +516,7 @@ static void connected(struct conn *cn)
 	cn->connect_ms = (float)((ev_now(loop) - cn->connect_start) * 1000.0);
 	srv_observe(cn->srv, true, "connected");
 	cn->c.last = cn->s.last = ev_now(loop);
-	cn->s.want = 0;             /* from writable to readable in one epoll_ctl */
+	io_stop(&cn->s, IO_W);
 	if (!io_start(cn, &cn->s, IO_R) || !io_start(cn, &cn->c, IO_R))
 		return;
 	if (cn->head) {
@@ -516,7 +534,7 @@ static void connected(struct conn *cn)
 		free(cn->head);
 		cn->head = NULL;
 		if (cn->s.out)
-			io_stop(cn, &cn->c, IO_R);
+			io_stop(&cn->c, IO_R);
 		if (cn->c.rd_eof && !cn->s.out) {
 			shutdown(cn->s.fd, SHUT_WR);
 			cn->s.wr_shut = true;
@@ -628,7 +646,7 @@ static void route_head(struct conn *cn)
 {
 	const struct cfg_backend *bc = &cn->be->cfg;
 
-	io_stop(cn, &cn->c, IO_R);
+	io_stop(&cn->c, IO_R);
 	cn->key.cookie = NULL;
 	cn->key.cookie_len = 0;
 	cn->head_http = http_peek_cookie(cn->head, cn->head_len, bc->cookie_name, strlen(bc->cookie_name),
@@ -636,50 +654,62 @@ static void route_head(struct conn *cn)
 	connect_start(cn);
 }
 
-/* Cookie mode: the client sent more of its head. */
+/* Cookie mode: the client sent more of its head.  Reads until the head is
+ * complete or the socket drained (edge-triggered: no event comes for bytes
+ * already there). */
 static void head_read(struct conn *cn)
 {
 	uint32_t cap = cn->be->cfg.peek_max;
-	ssize_t n = recv(cn->c.fd, cn->head + cn->head_len, cap - cn->head_len, 0);
 	const char *v;
 	size_t vl;
-	int r;
 
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		conn_close(cn, END_CLIENT_RESET, true);
-		return;
-	}
-	if (n == 0) {
-		cn->c.rd_eof = true;
-		cn->first_eof = END_CLIENT_CLOSED;
-		if (cn->head_len == 0) {        /* closed without a byte: nothing to route */
-			conn_close(cn, END_CLIENT_CLOSED, false);
+	for (;;) {
+		size_t room = cap - cn->head_len;
+		ssize_t n = recv(cn->c.fd, cn->head + cn->head_len, room, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				cn->c.rd_ready = false;
+				return;
+			}
+			conn_close(cn, END_CLIENT_RESET, true);
 			return;
 		}
-		route_head(cn);
-		return;
+		if (n == 0) {
+			cn->c.rd_eof = true;
+			cn->first_eof = END_CLIENT_CLOSED;
+			if (cn->head_len == 0) {        /* closed without a byte: nothing to route */
+				conn_close(cn, END_CLIENT_CLOSED, false);
+				return;
+			}
+			route_head(cn);
+			return;
+		}
+		cn->head_len += (uint32_t)n;
+		if ((size_t)n < room && !cn->c.rd_hup)
+			cn->c.rd_ready = false;         /* drained */
+		if (cn->head_len == cap ||
+		    http_peek_cookie(cn->head, cn->head_len, cn->be->cfg.cookie_name, strlen(cn->be->cfg.cookie_name),
+		                     &v, &vl) != HTTP_PARTIAL) {
+			route_head(cn);
+			return;
+		}
+		if (!cn->c.rd_ready)
+			return;
 	}
-	cn->head_len += (uint32_t)n;
-	r = http_peek_cookie(cn->head, cn->head_len, cn->be->cfg.cookie_name, strlen(cn->be->cfg.cookie_name),
-	                     &v, &vl);
-	if (r == HTTP_PARTIAL && cn->head_len < cap)
-		return;
-	route_head(cn);
 }
 
 void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *ss, socklen_t len)
 {
 	struct tether *t = fe->t;
 	struct conn *cn = calloc(1, sizeof(*cn));
-	int one = 1;
 
 	if (!cn) {
 		close(fd);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	cn->fe = fe;
 	fe->refs++;
 	cn->be = fe->be;
@@ -758,7 +788,11 @@ void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		if (cn->closed || sd->fd < 0)
 			continue;
-		if ((e & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (sd->want & IO_R)) {
+		if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			sd->rd_hup = true;
+		if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			sd->rd_ready = true;
+		if (sd->rd_ready && (sd->want & IO_R)) {
 			if (cn->state == ST_HEAD)
 				head_read(cn);
 			else

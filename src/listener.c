@@ -54,6 +54,10 @@ int listener_open(struct t_listener *l, char **err)
 		goto err;
 	if (l->addr.ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto err;
+	/* Accepted sockets inherit TCP_NODELAY from the listener (Linux), so
+	 * a connection costs no setsockopt for it. */
+	if (l->addr.ss.ss_family != AF_UNIX && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		goto err;
 	if (bind(fd, (const struct sockaddr *)&l->addr.ss, l->addr.len) < 0)
 		goto err;
 	if (listen(fd, LISTEN_BACKLOG) < 0)

@@ -1,6 +1,8 @@
 """Affinity with the real binary: cookie stickiness in TCP mode, Set-Cookie
 insertion, non-HTTP passthrough, iphash per client address, agreement of
 two instances, and the remap on scale-out 4 -> 5 (modulo, Maglev, stick)."""
+import hashlib
+import os
 import re
 import socket
 import time
@@ -67,6 +69,23 @@ def test_set_cookie_byte_by_byte_head():
         assert int(hdrs["content-length"][0]) == len(body.encode())
     s.close()
     t.stop()
+
+
+def test_cookie_mode_head_with_large_body():
+    # the head and a 4 MB body arrive together: the peek reads only the head's
+    # share, and the rest must still be relayed (nothing lost, nothing stuck)
+    d = Backend("d", mode="drain")
+    text, port = conf([("d", d.addr)], balance="cookie", backend_extra=COOKIE)
+    t = Tether(text, port)
+    body = os.urandom(4 << 20)
+    data = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    s = connect(port, timeout=30)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = readline(s)
+    s.close()
+    t.stop()
+    assert got == f"{len(data)} {hashlib.sha256(data).hexdigest()}", got
 
 
 def test_cookie_mode_passes_non_http_untouched():

@@ -9,8 +9,8 @@ import subprocess
 import threading
 import time
 
-from harness import (TETHER, Backend, Blackhole, Tether, banner, conf, connect, main, readline,
-                     wait_for)
+from harness import (TETHER, Backend, Blackhole, Pod, Tether, banner, conf, connect, main, read_all,
+                     readline, wait_for)
 
 
 def start(servers, **kw):
@@ -100,6 +100,43 @@ def test_half_close():
     assert wait_for(lambda: "end=client-closed" in t.logtext(), 3), t.logtext()
     t.stop()
     assert answer == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}", answer
+
+
+def test_data_and_fin_in_one_segment():
+    # the last bytes and the FIN arrive together (TCP_CORK merges them into
+    # one segment): one readiness event must deliver both, the bytes and the end
+    d = Backend("d", mode="drain")
+    t, port = start([("d", d.addr)])
+    answers = []
+    for _ in range(5):
+        s = connect(port)
+        time.sleep(0.1)                       # the relay is up and waiting for us
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.send(b"last words")
+        s.shutdown(socket.SHUT_WR)            # FIN rides on the corked segment
+        answers.append(readline(s))
+        s.close()
+    t.stop()
+    want = f"10 {hashlib.sha256(b'last words').hexdigest()}"
+    assert answers == [want] * 5, answers
+
+
+def test_pipelined_requests_then_fin():
+    # 300 requests in one write, then the client's FIN: through tether to a
+    # real tether-pod, every one is answered before the connection ends
+    pod = Pod("p1")
+    try:
+        t, port = start([("p1", pod.addr)])
+        s = connect(port, timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 300)
+        s.shutdown(socket.SHUT_WR)
+        got = read_all(s)
+        s.close()
+        t.stop()
+    finally:
+        pod.stop()
+    assert got.count(b"HTTP/1.1 200 OK\r\n") == 300, got[-200:]
+    assert got.endswith(b"p1\n"), got[-200:]
 
 
 def test_large_transfer_both_ways():
