@@ -17,7 +17,8 @@
 # figure is the median over the rounds, each ratio the median of the
 # per-round ratios (a proxy against HAProxy in the same round).  Idle memory
 # is the proxy's RSS growth over 2000 idle proxied connections, per
-# connection.
+# connection.  Last, when perf works, the system calls each proxy makes per
+# request (kernel tracepoints, one keep-alive and one close run, pinned).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -194,6 +195,36 @@ for setup in $setups; do
 	done
 done
 
+# System calls per request, counted by the kernel's tracepoints (perf) on
+# the proxy during one keep-alive and one close run of the pinned setup.
+syscalls_run() { # NAME MODE -> "all epoll_wait epoll_ctl" per request, or "- - -"
+	out=$results/syscalls/$1-$2
+	set -- "$1" "$2" "$(pid_of "$1")"
+	win=$((dur > 3 ? dur - 2 : 1))      # counted: from 1 s into the wrk run to 1 s before its end
+	hdr=""
+	[ "$2" = close ] && hdr="Connection: close"
+	taskset -c 0 wrk -t1 -c50 -d${dur}s ${hdr:+-H "$hdr"} "http://127.0.0.1:$(port_of "$1")/" > "$out.txt" 2>&1 &
+	wrkpid=$!
+	sleep 1
+	perf stat -x, -o "$out.perf" -p "$3" \
+		-e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl \
+		-- sleep "$win" >/dev/null 2>&1 || true
+	wait $wrkpid || true
+	awk -F, -v r="$(rps "$out")" -v w="$win" '$3 ~ /sys_enter/ { c[$3] = $1 }
+		END { n = r * w; if (n > 0 && c["raw_syscalls:sys_enter"] > 0)
+		          printf "%.2f %.2f %.2f\n", c["raw_syscalls:sys_enter"] / n,
+		                 c["syscalls:sys_enter_epoll_wait"] / n, c["syscalls:sys_enter_epoll_ctl"] / n
+		      else print "- - -" }' "$out.perf" 2>/dev/null || echo "- - -"
+}
+if command -v perf >/dev/null 2>&1; then
+	mkdir -p "$results/syscalls"
+	place pinned
+	for who in $who_list; do
+		[ $who = direct ] && continue
+		eval "sys_ka_$who=\"\$(syscalls_run $who keepalive)\" sys_new_$who=\"\$(syscalls_run $who close)\""
+	done
+fi
+
 for who in $who_list; do
 	pid=$(pid_of $who)
 	mem=-
@@ -228,4 +259,17 @@ for setup in $setups; do
 			"$(paired $setup $who keepalive cpu)" "$(paired $setup $who close cpu)" | tee -a "$results/$setup/ratios.txt"
 	done
 done
+if [ -d "$results/syscalls" ]; then
+	echo
+	echo "== system calls per request (pinned, one run each, perf tracepoints on the proxy)" |
+		tee "$results/syscalls/table.txt"
+	printf '%-8s %8s %11s %10s %8s %11s %10s\n' proxy "ka:all" "epoll_wait" "epoll_ctl" "new:all" \
+		"epoll_wait" "epoll_ctl" | tee -a "$results/syscalls/table.txt"
+	for who in $who_list; do
+		[ $who = direct ] && continue
+		eval "ka=\$sys_ka_$who new=\$sys_new_$who"
+		# shellcheck disable=SC2086 # three fields each
+		printf '%-8s %8s %11s %10s %8s %11s %10s\n' $who $ka $new | tee -a "$results/syscalls/table.txt"
+	done
+fi
 echo "raw results: $results"
