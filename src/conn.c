@@ -535,10 +535,8 @@ static void connected(struct conn *cn)
 		cn->head = NULL;
 		if (cn->s.out)
 			io_stop(&cn->c, IO_R);
-		if (cn->c.rd_eof && !cn->s.out) {
-			shutdown(cn->s.fd, SHUT_WR);
-			cn->s.wr_shut = true;
-		}
+		if (cn->c.rd_eof && !cn->s.out && pass_fin(cn, &cn->s))
+			return;
 	}
 	arm_timer(cn, (bc->timeouts.client_ms < bc->timeouts.server_ms ? bc->timeouts.client_ms
 	                                                                : bc->timeouts.server_ms) / 1000.0);
