@@ -213,7 +213,8 @@ static bool flush_out(struct ev_loop *loop, struct client *c)
 		client_free(loop, c);
 		return false;
 	}
-	ev_io_start(loop, &c->rio);
+	if (!c->eof)                /* after the FIN there is nothing more to read */
+		ev_io_start(loop, &c->rio);
 	return true;
 }
 
