@@ -65,21 +65,24 @@ static const char *cmd_show(struct tether *t, char **argv, int argc, struct sbuf
 			show_backend(be, out);
 			return NULL;
 		}
-		for (struct t_backend *be = t->backends; be; be = be->next)
-			if (!be->retired)
-				show_backend(be, out);
+		for (struct t_backend *be = t->gen->backends; be; be = be->next)
+			show_backend(be, out);
 		return NULL;
 	}
 	if (argc == 2 && strcmp(argv[1], "info") == 0) {
 		uint64_t total = 0;
+		unsigned gens = 0;
 
-		for (int i = 0; i < t->nfe; i++)
-			total += t->fe[i]->connections_total;
+		for (int i = 0; i < t->gen->nfe; i++)
+			total += t->gen->fe[i]->connections_total;
+		for (struct t_gen *g = t->gens; g; g = g->next)
+			gens++;
 		sb_printf(out, "version %s\npid %d\nuptime_seconds %.0f\nconfig %s\nactive_connections %u\n"
-		          "connections_total %llu\nmaxconn %u\nreloads %llu\nreload_failures %llu\n",
+		          "connections_total %llu\nmaxconn %u\nreloads %llu\nreload_failures %llu\n"
+		          "generations %u\n",
 		          TETHER_VERSION, (int)getpid(), ev_now(t->loop) - t->started, t->conf_path, t->active,
-		          (unsigned long long)total, t->cfg->global.maxconn, (unsigned long long)t->reloads_total,
-		          (unsigned long long)t->reload_failures_total);
+		          (unsigned long long)total, t->gen->cfg->global.maxconn, (unsigned long long)t->reloads_total,
+		          (unsigned long long)t->reload_failures_total, gens);
 		return NULL;
 	}
 	return "usage: show servers [BACKEND] | show info";
@@ -152,12 +155,31 @@ static struct t_server *find(struct tether *t, char **argv, const char **err)
 	return s;
 }
 
-void srv_release(struct t_server *s)
+bool srv_release(struct t_server *s)
 {
-	if (s->deleted && s->lb.active == 0 && s->lb.index >= 0) {
-		lb_pool_del(&s->be->pool, &s->lb);
-		log_printf("runtime: server %s/%s removed", s->be->cfg.name, s->lb.name);
+	struct t_backend *be = s->be;
+
+	if (!s->deleted || s->lb.active > 0)
+		return false;
+	if (s->lb.index >= 0) {
+		lb_pool_del(&be->pool, &s->lb);
+		log_printf("runtime: server %s/%s removed", be->cfg.name, s->lb.name);
 	}
+	if (!s->dynamic)
+		return false;   /* lives in the backend's array until the generation goes */
+	for (struct t_server **p = &be->dynamic; *p; p = &(*p)->next_dynamic)
+		if (*p == s) {
+			*p = s->next_dynamic;
+			break;
+		}
+	free(s);
+	return true;
+}
+
+void srv_conn_end(struct t_server *s)
+{
+	lb_conn_close(&s->be->pool, &s->lb);
+	srv_release(s);
 }
 
 static const char *cmd_server(struct tether *t, char **argv, int argc)
@@ -176,8 +198,8 @@ static const char *cmd_server(struct tether *t, char **argv, int argc)
 		check_stop(s);
 		s->deleted = true;
 		lb_server_set_admin(&s->be->pool, &s->lb, LB_ADMIN_DISABLED);
-		srv_release(s);
-		if (s->lb.index >= 0) {
+		log_printf("runtime: del server %s/%s", s->be->cfg.name, s->lb.name);
+		if (!srv_release(s) && s->lb.index >= 0) {
 			/* drained with connections: hidden now, removed when they end */
 			lb_server_set_up(&s->be->pool, &s->lb, false);
 		}
@@ -271,9 +293,9 @@ static struct ctl_server admin_srv;
 
 int admin_start(struct tether *t, char **err)
 {
-	if (!t->cfg->global.admin[0])
+	if (!t->gen->cfg->global.admin[0])
 		return 0;
-	if (ctl_listen_unix(&admin_srv, t, t->cfg->global.admin, handle, err) < 0)
+	if (ctl_listen_unix(&admin_srv, t, t->gen->cfg->global.admin, handle, err) < 0)
 		return -1;
 	t->admin = &admin_srv;
 	return 0;

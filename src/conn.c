@@ -77,8 +77,8 @@ struct side {
 struct conn {
 	struct side c, s;           /* client, server */
 	ev_timer timer;
-	struct t_frontend *fe;      /* not owned; outlives its connections */
-	struct t_backend *be;       /* referenced (be_put on close) */
+	struct t_frontend *fe;      /* its generation is referenced (gen_put in conn_reap) */
+	struct t_backend *be;       /* of the same generation */
 	struct t_server *srv;       /* current attempt, then the server; NULL before */
 	struct conn *prev, *next;   /* tether.conns; once closed, next links tether.dead */
 	bool closed;
@@ -228,15 +228,15 @@ static void conn_close(struct conn *cn, enum t_end why, bool reset)
 	ev_timer_stop(loop, &cn->timer);
 	side_close(&cn->c, reset);
 	side_close(&cn->s, reset);
-	if (cn->srv) {
-		lb_conn_close(&cn->be->pool, &cn->srv->lb);
-		srv_release(cn->srv);
-	}
 	client_text(cn, client, sizeof(client));
 	log_printf("%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", client,
 	           cn->fe->cfg.name, cn->be->cfg.name, cn->srv ? cn->srv->lb.name : "-",
 	           cn->srv ? (double)cn->connect_ms : -1.0, (ev_now(loop) - cn->start) * 1000.0,
 	           (unsigned long long)cn->bytes_in, (unsigned long long)cn->bytes_out, t_end_name(why));
+	if (cn->srv) {
+		srv_conn_end(cn->srv);  /* may free a deleted server */
+		cn->srv = NULL;
+	}
 	if (cn->prev)
 		cn->prev->next = cn->next;
 	else
@@ -553,10 +553,10 @@ static void connect_failed(struct conn *cn, const char *why)
 	struct t_server *s = cn->srv;
 
 	side_close(&cn->s, false);
-	lb_conn_close(&cn->be->pool, &s->lb);
 	s->connect_failures_total++;
 	cn->srv = NULL;
 	srv_observe(s, false, why);
+	srv_conn_end(s);                /* may free a deleted server */
 	if (cn->attempts <= cn->be->cfg.retries) {
 		cn->be->retries_total++;
 		connect_start(cn);
@@ -613,8 +613,8 @@ static void connect_start(struct conn *cn)
 		fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			log_printf("socket: %s", strerror(errno));
-			lb_conn_close(&be->pool, &s->lb);
 			cn->srv = NULL;
+			srv_conn_end(s);
 			conn_close(cn, END_ERROR, false);
 			return;
 		}
@@ -709,9 +709,8 @@ void conn_accept(struct t_frontend *fe, int fd, const struct sockaddr_storage *s
 		return;
 	}
 	cn->fe = fe;
-	fe->refs++;
+	gen_get(fe->gen);
 	cn->be = fe->be;
-	cn->be->refs++;
 	cn->c.fd = fd;
 	cn->s.fd = -1;
 	cn->start = ev_now(t->loop);
@@ -764,8 +763,7 @@ void conn_reap(struct tether *t)
 		struct conn *cn = t->dead;
 
 		t->dead = cn->next;
-		be_put(cn->be);
-		fe_put(cn->fe);
+		gen_put(cn->fe->gen);   /* may free fe and be: cn is not used after */
 		free(cn->head);
 		free(cn);
 	}

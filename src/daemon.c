@@ -39,8 +39,10 @@ static void set_err(char **err, const char *fmt, ...)
 
 struct t_backend *tether_find_backend(struct tether *t, const char *name)
 {
-	for (struct t_backend *be = t->backends; be; be = be->next)
-		if (!be->retired && strcmp(be->cfg.name, name) == 0)
+	if (!t->gen)
+		return NULL;
+	for (struct t_backend *be = t->gen->backends; be; be = be->next)
+		if (strcmp(be->cfg.name, name) == 0)
 			return be;
 	return NULL;
 }
@@ -74,18 +76,50 @@ static void backend_free(struct t_backend *be)
 	free(be);
 }
 
-void be_put(struct t_backend *be)
+/* Frees g and everything it owns; closes the listeners it still holds. */
+static void gen_free(struct t_gen *g)
 {
-	struct tether *t = be->t;
+	for (int i = 0; g->fe && i < g->nfe; i++) {
+		struct t_frontend *f = g->fe[i];
 
-	if (--be->refs > 0)
+		if (!f)
+			continue;
+		for (int j = 0; f->ls && j < f->cfg.nbinds; j++) {
+			listener_stop(g->t, &f->ls[j]);
+			if (f->ls[j].fd >= 0)
+				close(f->ls[j].fd);
+		}
+		free(f->ls);
+		free(f);
+	}
+	free(g->fe);
+	while (g->backends) {
+		struct t_backend *be = g->backends;
+
+		g->backends = be->next;
+		backend_free(be);
+	}
+	cfg_free(g->cfg);
+	free(g);
+}
+
+void gen_get(struct t_gen *g)
+{
+	g->refs++;
+}
+
+void gen_put(struct t_gen *g)
+{
+	struct tether *t = g->t;
+
+	if (--g->refs > 0)
 		return;
-	for (struct t_backend **p = &t->backends; *p; p = &(*p)->next)
-		if (*p == be) {
-			*p = be->next;
+	for (struct t_gen **p = &t->gens; *p; p = &(*p)->next)
+		if (*p == g) {
+			*p = g->next;
 			break;
 		}
-	backend_free(be);
+	gen_free(g);
 }
 
 /* Counters and health of the same-named server in the running config. */
@@ -108,8 +142,9 @@ static void inherit(struct tether *t, struct t_backend *nb, struct t_server *s)
 	nb->no_server_total = ob->no_server_total;
 }
 
-static struct t_backend *backend_new(struct tether *t, const struct cfg_backend *bc, char **err)
+static struct t_backend *backend_new(struct t_gen *g, const struct cfg_backend *bc, char **err)
 {
+	struct tether *t = g->t;
 	struct t_backend *be = calloc(1, sizeof(*be));
 	int rc;
 
@@ -118,6 +153,7 @@ static struct t_backend *backend_new(struct tether *t, const struct cfg_backend 
 	be->cfg = *bc;
 	be->cfg.servers = NULL;
 	be->t = t;
+	be->gen = g;
 	be->servers = calloc((size_t)bc->nservers + 1, sizeof(*be->servers));
 	if (!be->servers)
 		goto nomem;
@@ -169,73 +205,51 @@ static void backend_start_checks(struct t_backend *be)
 		check_start(&be->servers[i]);
 }
 
-/* Listener for addr from the running frontends, taken over (fd moves). */
-static int take_listener(struct tether *t, const struct cfg_addr *addr)
+/* The running listener bound to addr, or NULL. */
+static struct t_listener *running_listener(struct tether *t, const struct cfg_addr *addr)
 {
-	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &t->fe[i]->ls[j];
+	if (!t->gen)
+		return NULL;
+	for (int i = 0; i < t->gen->nfe; i++)
+		for (int j = 0; j < t->gen->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &t->gen->fe[i]->ls[j];
 
-			if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0) {
-				int fd = l->fd;
-
-				listener_stop(t, l);
-				l->fd = -1;
-				return fd;
-			}
+			if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0)
+				return l;
 		}
-	return -1;
-}
-
-void fe_put(struct t_frontend *fe)
-{
-	if (--fe->refs > 0)
-		return;
-	free(fe->ls);
-	if (fe->be)
-		be_put(fe->be);
-	free(fe);
-}
-
-/* Closes the listeners still owned by the frontends and drops the
- * configuration's reference; connections keep their frontend alive. */
-static void frontends_free(struct tether *t, struct t_frontend **fe, int n)
-{
-	for (int i = 0; fe && i < n; i++) {
-		if (!fe[i])
-			continue;
-		for (int j = 0; j < fe[i]->cfg.nbinds; j++) {
-			listener_stop(t, &fe[i]->ls[j]);
-			if (fe[i]->ls[j].fd >= 0)
-				close(fe[i]->ls[j].fd);
-			fe[i]->ls[j].fd = -1;
-		}
-		fe_put(fe[i]);
-	}
-	free(fe);
+	return NULL;
 }
 
 /*
- * Builds frontends and backends for cfg, reusing the listeners of the
- * running ones.  On failure nothing running is touched (taken listeners are
- * given back by the caller's old frontends staying in place: we only take
- * them once everything else succeeded).
+ * Builds a generation for cfg (taking ownership of it), reusing the
+ * listeners of the running one.  On failure nothing running is touched:
+ * running listeners are only taken over once everything else succeeded.
  */
-static int build(struct tether *t, struct tether_config *cfg, struct t_frontend ***out_fe,
-                 struct t_backend **out_be, char **err)
+static struct t_gen *build(struct tether *t, struct tether_config *cfg, char **err)
 {
-	struct t_backend *list = NULL, **tail = &list;
-	struct t_frontend **fe = calloc((size_t)cfg->nfrontends + 1, sizeof(*fe));
-	struct t_backend **byidx = calloc((size_t)cfg->nbackends + 1, sizeof(*byidx));
+	struct t_gen *g = calloc(1, sizeof(*g));
+	struct t_backend **tail, **byidx = calloc((size_t)cfg->nbackends + 1, sizeof(*byidx));
 
-	if (!fe || !byidx)
-		goto fail;
+	if (!g || !byidx) {
+		set_err(err, "out of memory");
+		free(g);
+		free(byidx);
+		cfg_free(cfg);
+		return NULL;
+	}
+	g->t = t;
+	g->cfg = cfg;
+	g->refs = 1;            /* the running reference, once installed */
+	g->nfe = cfg->nfrontends;
+	g->fe = calloc((size_t)cfg->nfrontends + 1, sizeof(*g->fe));
+	if (!g->fe)
+		goto nomem;
+	tail = &g->backends;
 	for (int i = 0; i < cfg->nbackends; i++) {
-		struct t_backend *be = backend_new(t, &cfg->backends[i], err);
+		struct t_backend *be = backend_new(g, &cfg->backends[i], err);
 
 		if (!be)
 			goto fail;
-		be->refs = 1;           /* the running configuration */
 		*tail = byidx[i] = be;
 		tail = &be->next;
 	}
@@ -243,19 +257,18 @@ static int build(struct tether *t, struct tether_config *cfg, struct t_frontend 
 		struct t_frontend *f = calloc(1, sizeof(*f));
 
 		if (!f)
-			goto fail;
-		fe[i] = f;
-		f->refs = 1;            /* the running configuration */
+			goto nomem;
+		g->fe[i] = f;
 		f->cfg = cfg->frontends[i];
 		f->t = t;
+		f->gen = g;
 		f->be = byidx[cfg->frontends[i].backend];
-		f->be->refs++;
-		for (int a = 0; a < t->nfe; a++)        /* counters carry over by name */
-			if (strcmp(t->fe[a]->cfg.name, f->cfg.name) == 0)
-				f->connections_total = t->fe[a]->connections_total;
+		for (int a = 0; t->gen && a < t->gen->nfe; a++)    /* counters carry over by name */
+			if (strcmp(t->gen->fe[a]->cfg.name, f->cfg.name) == 0)
+				f->connections_total = t->gen->fe[a]->connections_total;
 		f->ls = calloc((size_t)f->cfg.nbinds, sizeof(*f->ls));
 		if (!f->ls)
-			goto fail;
+			goto nomem;
 		for (int j = 0; j < f->cfg.nbinds; j++) {
 			f->ls[j].fd = -1;
 			f->ls[j].addr = f->cfg.binds[j];
@@ -263,76 +276,66 @@ static int build(struct tether *t, struct tether_config *cfg, struct t_frontend 
 		}
 	}
 	/* open what is new first: a failure leaves the running listeners alone */
-	for (int i = 0; i < cfg->nfrontends; i++)
-		for (int j = 0; j < fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &fe[i]->ls[j];
-			bool running = false;
-
-			for (int a = 0; a < t->nfe && !running; a++)
-				for (int b = 0; b < t->fe[a]->cfg.nbinds; b++)
-					running |= t->fe[a]->ls[b].fd >= 0 && t->fe[a]->ls[b].addr.len == l->addr.len &&
-					           memcmp(&t->fe[a]->ls[b].addr.ss, &l->addr.ss, l->addr.len) == 0;
-			if (!running && listener_open(l, err) < 0)
+	for (int i = 0; i < g->nfe; i++)
+		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++)
+			if (!running_listener(t, &g->fe[i]->ls[j].addr) && listener_open(&g->fe[i]->ls[j], err) < 0)
 				goto fail;
-		}
-	for (int i = 0; i < cfg->nfrontends; i++)
-		for (int j = 0; j < fe[i]->cfg.nbinds; j++)
-			if (fe[i]->ls[j].fd < 0)
-				fe[i]->ls[j].fd = take_listener(t, &fe[i]->ls[j].addr);
-	free(byidx);
-	*out_fe = fe;
-	*out_be = list;
-	return 0;
-fail:
-	if (fe)
-		frontends_free(t, fe, cfg->nfrontends);
-	while (list) {
-		struct t_backend *next = list->next;
+	for (int i = 0; i < g->nfe; i++)
+		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &g->fe[i]->ls[j], *old;
 
-		if (list->refs <= 1)
-			backend_free(list);
-		list = next;
-	}
+			if (l->fd >= 0 || !(old = running_listener(t, &l->addr)))
+				continue;
+			listener_stop(t, old);          /* the fd moves to the new generation */
+			l->fd = old->fd;
+			old->fd = -1;
+		}
 	free(byidx);
-	return -1;
+	return g;
+nomem:
+	set_err(err, "out of memory");
+fail:
+	free(byidx);
+	gen_free(g);
+	return NULL;
 }
 
-/* Installs a built runtime: retires the old backends and frontends. */
-static void install(struct tether *t, struct tether_config *cfg, struct t_frontend **fe, struct t_backend *list)
+/* A generation stops being the running one: no checks, no listeners; its
+ * connections go on.  Drops the running reference. */
+static void gen_retire(struct t_gen *g)
 {
-	struct t_frontend **old_fe = t->fe;
-	int old_n = t->nfe;
-	struct t_backend *old = t->backends, *be, *last = list;
+	struct tether *t = g->t;
 
-	for (be = old; be; be = be->next) {
-		if (!be->retired)
-			server_free_checks(be);
-		be->retired = true;
-	}
-	while (last && last->next)
-		last = last->next;
-	if (last)
-		last->next = old;
-	t->backends = list ? list : old;
-	t->fe = fe;
-	t->nfe = cfg->nfrontends;
-	if (old_fe)
-		frontends_free(t, old_fe, old_n);
-	/* drop the running-config reference of the retired backends */
-	for (be = old; be;) {
-		struct t_backend *next = be->next;
+	g->retired = true;
+	for (struct t_backend *be = g->backends; be; be = be->next)
+		server_free_checks(be);
+	for (int i = 0; i < g->nfe; i++)
+		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &g->fe[i]->ls[j];
 
-		be_put(be);
-		be = next;
-	}
-	cfg_free(t->cfg);
-	t->cfg = cfg;
-	for (be = t->backends; be; be = be->next)
-		if (!be->retired)
-			backend_start_checks(be);
-	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
-			listener_start(t, &t->fe[i]->ls[j]);
+			listener_stop(t, l);
+			if (l->fd >= 0)
+				close(l->fd);
+			l->fd = -1;
+		}
+	gen_put(g);
+}
+
+/* Makes g the running generation; retires the previous one. */
+static void install(struct tether *t, struct t_gen *g)
+{
+	struct t_gen *old = t->gen;
+
+	g->next = t->gens;
+	t->gens = g;
+	t->gen = g;
+	if (old)
+		gen_retire(old);
+	for (struct t_backend *be = g->backends; be; be = be->next)
+		backend_start_checks(be);
+	for (int i = 0; i < g->nfe; i++)
+		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++)
+			listener_start(t, &g->fe[i]->ls[j]);
 	t->accept_paused = false;
 }
 
@@ -341,9 +344,9 @@ void tether_accept_resume(struct tether *t)
 	if (t->draining)
 		return;
 	t->accept_paused = false;
-	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
-			listener_start(t, &t->fe[i]->ls[j]);
+	for (int i = 0; i < t->gen->nfe; i++)
+		for (int j = 0; j < t->gen->fe[i]->cfg.nbinds; j++)
+			listener_start(t, &t->gen->fe[i]->ls[j]);
 }
 
 static void accept_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -354,28 +357,26 @@ static void accept_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void tether_reload(struct tether *t)
 {
 	struct tether_config *cfg = NULL;
-	struct t_frontend **fe;
-	struct t_backend *list;
+	struct t_gen *g = NULL;
 	char *err = NULL;
 
-	if (cfg_load(t->conf_path, &cfg, &err) < 0 || build(t, cfg, &fe, &list, &err) < 0) {
+	if (cfg_load(t->conf_path, &cfg, &err) < 0 || !(g = build(t, cfg, &err))) {
 		t->reload_failures_total++;
 		log_printf("reload of %s failed; still running the previous configuration:", t->conf_path);
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
 			log_printf("  %s", line);
 		log_flush();
-		free(err);
-		cfg_free(cfg);
+		free(err);      /* build() owned cfg and freed it; cfg_load() sets none on failure */
 		return;
 	}
-	if (strcmp(cfg->global.log, t->cfg->global.log) != 0 && log_open(cfg->global.log, &err) < 0) {
+	if (strcmp(g->cfg->global.log, t->gen->cfg->global.log) != 0 && log_open(g->cfg->global.log, &err) < 0) {
 		log_printf("reload: %s (keeping the previous log)", err);
 		free(err);
 	}
-	install(t, cfg, fe, list);
+	install(t, g);
 	t->reloads_total++;
 	log_printf("reloaded %s: %d frontends, %d backends, %u connections carried over", t->conf_path,
-	           cfg->nfrontends, cfg->nbackends, t->active);
+	           g->nfe, g->cfg->nbackends, t->active);
 	log_flush();
 }
 
@@ -394,10 +395,10 @@ static void stop(struct tether *t, const char *sig)
 		return;
 	t->draining = true;
 	log_printf("%s: stopped accepting; draining %u connections (up to %.1fs)", sig, t->active,
-	           t->cfg->global.drain_timeout_ms / 1000.0);
-	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &t->fe[i]->ls[j];
+	           t->gen->cfg->global.drain_timeout_ms / 1000.0);
+	for (int i = 0; i < t->gen->nfe; i++)
+		for (int j = 0; j < t->gen->fe[i]->cfg.nbinds; j++) {
+			struct t_listener *l = &t->gen->fe[i]->ls[j];
 
 			listener_stop(t, l);
 			if (l->fd >= 0)
@@ -407,13 +408,13 @@ static void stop(struct tether *t, const char *sig)
 	ev_timer_stop(t->loop, &t->accept_timer);
 	admin_stop(t);
 	metrics_stop(t);
-	for (struct t_backend *be = t->backends; be; be = be->next)
+	for (struct t_backend *be = t->gen->backends; be; be = be->next)
 		server_free_checks(be);
 	if (t->active == 0) {
 		ev_break(t->loop, EVBREAK_ALL);
 		return;
 	}
-	ev_timer_set(&t->drain_timer, t->cfg->global.drain_timeout_ms / 1000.0, 0.);
+	ev_timer_set(&t->drain_timer, t->gen->cfg->global.drain_timeout_ms / 1000.0, 0.);
 	ev_timer_start(t->loop, &t->drain_timer);
 }
 
@@ -458,7 +459,7 @@ void srv_observe(struct t_server *s, bool ok, const char *why)
 {
 	const struct cfg_health *h = &s->be->cfg.health;
 
-	if (!h->observe || s->be->retired)
+	if (!h->observe || s->be->gen->retired)
 		return;
 	/* A successful real connection only counts while the server is UP: a
 	 * DOWN server must prove itself to the active check (rise). */
@@ -476,8 +477,7 @@ static void reaper_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 int tether_start(struct tether *t, struct tether_config *cfg, const char *path, char **err)
 {
-	struct t_frontend **fe;
-	struct t_backend *list;
+	struct t_gen *g;
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	ev_signal *w[] = { &t->sig_term, &t->sig_int, &t->sig_hup, &t->sig_usr1 };
 
@@ -518,11 +518,10 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	ev_init(&t->accept_timer, accept_timer_cb);
 	ev_init(&t->drain_timer, drain_timer_cb);
 	signal(SIGPIPE, SIG_IGN);
-	if (build(t, cfg, &fe, &list, err) < 0) {
-		cfg_free(cfg);
+	g = build(t, cfg, err);
+	if (!g)
 		return -1;
-	}
-	install(t, cfg, fe, list);
+	install(t, g);
 	if (admin_start(t, err) < 0 || metrics_start(t, err) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -572,15 +571,16 @@ void tether_free(struct tether *t)
 	log_stop_timer(t->loop);
 	ev_timer_stop(t->loop, &t->accept_timer);
 	ev_timer_stop(t->loop, &t->drain_timer);
-	frontends_free(t, t->fe, t->nfe);
-	t->fe = NULL;
-	while (t->backends) {
-		struct t_backend *be = t->backends;
-
-		t->backends = be->next;
-		backend_free(be);
+	if (t->gen) {
+		gen_retire(t->gen);     /* its last reference, once the connections are reaped */
+		t->gen = NULL;
 	}
-	cfg_free(t->cfg);
+	while (t->gens) {               /* none left unless a reference was lost */
+		struct t_gen *g = t->gens;
+
+		t->gens = g->next;
+		gen_free(g);
+	}
 	free(t->scratch);
 	log_close();
 	ev_loop_destroy(t->loop);

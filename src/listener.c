@@ -76,9 +76,9 @@ err:
 
 static void pause_accepting(struct tether *t, double seconds)
 {
-	for (int i = 0; i < t->nfe; i++)
-		for (int j = 0; j < t->fe[i]->cfg.nbinds; j++)
-			listener_stop(t, &t->fe[i]->ls[j]);
+	for (int i = 0; i < t->gen->nfe; i++)
+		for (int j = 0; j < t->gen->fe[i]->cfg.nbinds; j++)
+			listener_stop(t, &t->gen->fe[i]->ls[j]);
 	t->accept_paused = true;
 	if (seconds > 0) {
 		ev_timer_stop(t->loop, &t->accept_timer);
@@ -98,7 +98,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t len = sizeof(ss);
 		int fd;
 
-		if (t->active >= t->cfg->global.maxconn || (fe->cfg.maxconn && fe->active >= fe->cfg.maxconn)) {
+		if (t->active >= t->gen->cfg->global.maxconn || (fe->cfg.maxconn && fe->active >= fe->cfg.maxconn)) {
 			pause_accepting(t, 0);      /* resumed when a connection closes */
 			return;
 		}

@@ -50,7 +50,7 @@ static double g_active(const struct tether *t) { return t->active; }
 static double g_reloads(const struct tether *t) { return (double)t->reloads_total; }
 static double g_reload_fail(const struct tether *t) { return (double)t->reload_failures_total; }
 static double g_uptime(const struct tether *t) { return ev_now(t->loop) - t->started; }
-static double g_maxconn(const struct tether *t) { return t->cfg->global.maxconn; }
+static double g_maxconn(const struct tether *t) { return t->gen->cfg->global.maxconn; }
 static uint64_t f_total(const struct t_frontend *f) { return f->connections_total; }
 static uint64_t f_active(const struct t_frontend *f) { return f->active; }
 static uint64_t b_retries(const struct t_backend *b) { return b->retries_total; }
@@ -117,20 +117,17 @@ static void prometheus(struct tether *t, struct sbuf *o)
 			sb_printf(o, "%s %.17g\n", mt->name, mt->global(t));
 			break;
 		case SC_FRONTEND:
-			for (int i = 0; i < t->nfe; i++)
-				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(t->fe[i]->cfg.name, a, sizeof(a)),
-				          (unsigned long long)mt->fe(t->fe[i]));
+			for (int i = 0; i < t->gen->nfe; i++)
+				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(t->gen->fe[i]->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->fe(t->gen->fe[i]));
 			break;
 		case SC_BACKEND:
-			for (struct t_backend *be = t->backends; be; be = be->next)
-				if (!be->retired)
-					sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
-					          (unsigned long long)mt->be(be));
+			for (struct t_backend *be = t->gen->backends; be; be = be->next)
+				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->be(be));
 			break;
 		case SC_SERVER:
-			for (struct t_backend *be = t->backends; be; be = be->next) {
-				if (be->retired)
-					continue;
+			for (struct t_backend *be = t->gen->backends; be; be = be->next) {
 				for (int i = 0; i < be->pool.nservers; i++) {
 					struct t_server *s = be->pool.servers[i]->data;
 
@@ -155,19 +152,17 @@ static void json(struct tether *t, struct sbuf *o)
 	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"frontends\":[",
 	          TETHER_VERSION, (int)getpid(), ev_now(t->loop) - t->started, t->active,
 	          (unsigned long long)t->reloads_total, (unsigned long long)t->reload_failures_total);
-	for (int i = 0; i < t->nfe; i++)
+	for (int i = 0; i < t->gen->nfe; i++)
 		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
-		          i ? "," : "", t->fe[i]->cfg.name, t->fe[i]->be->cfg.name,
-		          (unsigned long long)t->fe[i]->connections_total, t->fe[i]->active);
+		          i ? "," : "", t->gen->fe[i]->cfg.name, t->gen->fe[i]->be->cfg.name,
+		          (unsigned long long)t->gen->fe[i]->connections_total, t->gen->fe[i]->active);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;
 
-		for (struct t_backend *be = t->backends; be; be = be->next) {
+		for (struct t_backend *be = t->gen->backends; be; be = be->next) {
 			bool sfirst = true;
 
-			if (be->retired)
-				continue;
 			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
 			          "\"servers\":[", first ? "" : ",", be->cfg.name, be->pool.algo->name,
 			          (unsigned long long)be->retries_total, (unsigned long long)be->no_server_total);
@@ -230,9 +225,9 @@ static struct ctl_server metrics_srv;
 
 int metrics_start(struct tether *t, char **err)
 {
-	if (!t->cfg->global.metrics.len)
+	if (!t->gen->cfg->global.metrics.len)
 		return 0;
-	if (ctl_listen_tcp(&metrics_srv, t, &t->cfg->global.metrics, handle, err) < 0)
+	if (ctl_listen_tcp(&metrics_srv, t, &t->gen->cfg->global.metrics, handle, err) < 0)
 		return -1;
 	t->metrics = &metrics_srv;
 	return 0;

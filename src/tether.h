@@ -4,19 +4,35 @@
  * One libev loop owns everything; nothing here is shared between threads,
  * so counters are plain integers.
  *
- *   struct tether            the running daemon: loop, config, lists
- *    +- struct t_frontend[]  one per configured frontend, with its listeners
- *    +- struct t_backend *   a list: the live ones, and retired ones that
- *    |   +- struct t_server[]  still carry connections after a reload
+ *   struct tether            the running daemon: loop, signals, the log
+ *    +- struct t_gen *       generations: the running one, and retired ones
+ *    |   |                   that still carry connections after a reload
+ *    |   +- struct tether_config   the configuration it was built from
+ *    |   +- struct t_frontend[]    with their listeners
+ *    |   +- struct t_backend *     a list, each with its lb_pool
+ *    |       +- struct t_server[]  configured, plus those added at runtime
  *    +- struct conn          one per proxied client connection (conn.c); its
  *                            sockets are in tether.epfd, not libev watchers
  *
- * Lifetimes: a backend is referenced by its frontends (while it is in the
- * running configuration) and by every connection routed through it; it is
- * freed when the last reference goes (be_put).  A closed connection keeps
- * its references until conn_reap frees it, after the batch of events that
- * closed it.  Servers live inside their
- * backend's array, or are allocated one by one when added at runtime.
+ * Ownership (who frees what, and when):
+ *  - A generation owns its configuration, frontends, backends and servers,
+ *    and frees all of them at once, exactly once: in gen_put() when its
+ *    last reference goes.
+ *  - References to a generation: one while it is the running one (dropped
+ *    by the reload that retires it, or at exit), and one per connection
+ *    accepted on one of its frontends (taken in conn_accept, dropped in
+ *    conn_reap).  Nothing else counts references.
+ *  - A connection's fe, be and srv pointers are borrowed from the
+ *    generation it holds; they stay valid until conn_reap, which frees the
+ *    connection after the batch of events that closed it and only then
+ *    drops its reference.
+ *  - Retiring a generation (reload) stops its checks and closes the
+ *    listeners the new generation did not take over; its connections keep
+ *    running on its objects.  Servers carry health and counters to the
+ *    same-named server of the new generation (inherit), never pointers.
+ *  - A server added at runtime belongs to its backend.  `del server` takes
+ *    it out of the pool; it is freed when its last connection ends
+ *    (srv_release), or with its generation.
  */
 #ifndef TETHER_DAEMON_H
 #define TETHER_DAEMON_H
@@ -47,7 +63,7 @@ struct t_server {
 	struct t_backend *be;           /* owner; not owned */
 	struct cfg_addr addr;
 	bool dynamic;                   /* added at runtime: allocated alone */
-	bool deleted;                   /* removed from the pool, freed with the backend */
+	bool deleted;                   /* `del server`: freed once idle (srv_release) */
 	struct hc_state hc;             /* active and passive health */
 	char last_check[64];            /* reason of the last check result */
 	/* counters (monotonic) */
@@ -71,8 +87,7 @@ struct t_backend {
 	int cfg_nservers;
 	struct t_server *dynamic;       /* runtime-added servers */
 	struct tether *t;
-	int refs;                       /* running config + connections */
-	bool retired;                   /* no longer in the running config */
+	struct t_gen *gen;              /* owner */
 	uint64_t retries_total;
 	uint64_t no_server_total;
 	struct t_backend *next;
@@ -87,21 +102,31 @@ struct t_listener {
 
 struct t_frontend {
 	struct cfg_frontend cfg;
-	int refs;                       /* running config + connections (fe_put) */
-	struct t_backend *be;           /* referenced */
+	struct t_gen *gen;              /* owner */
+	struct t_backend *be;           /* of the same generation */
 	struct t_listener *ls;          /* cfg.nbinds of them */
 	uint64_t connections_total;
 	unsigned active;
 	struct tether *t;
 };
 
+/* One configuration and what was built from it (see the ownership notes). */
+struct t_gen {
+	struct tether *t;
+	struct tether_config *cfg;      /* owned */
+	struct t_frontend **fe;         /* owned, nfe of them */
+	int nfe;
+	struct t_backend *backends;     /* owned list */
+	unsigned refs;                  /* running: 1; plus one per connection */
+	bool retired;                   /* no longer the running generation */
+	struct t_gen *next;             /* tether.gens */
+};
+
 struct tether {
 	struct ev_loop *loop;
-	struct tether_config *cfg;      /* running configuration, owned */
+	struct t_gen *gen;              /* the running generation */
+	struct t_gen *gens;             /* every live generation, running first */
 	char conf_path[256];
-	struct t_frontend **fe;         /* the running frontends */
-	int nfe;
-	struct t_backend *backends;     /* live and retired */
 	struct lb_rng rng;
 	unsigned active;                /* all client connections */
 	bool accept_paused;             /* out of fds or at maxconn */
@@ -132,15 +157,22 @@ void tether_free(struct tether *t);
 /* SIGHUP: re-read the file; a bad file keeps the running configuration. */
 void tether_reload(struct tether *t);
 void tether_accept_resume(struct tether *t);
-void be_put(struct t_backend *be);
-void fe_put(struct t_frontend *fe);
+/* A connection takes / drops its one reference to its generation; the last
+ * gen_put of a retired generation frees it and everything it owns. */
+void gen_get(struct t_gen *g);
+void gen_put(struct t_gen *g);
 /* Server objects of a backend (configured + dynamic, not deleted). */
 struct t_server *be_find_server(struct t_backend *be, const char *name);
 struct t_backend *tether_find_backend(struct tether *t, const char *name);
 /* A health change (check or passive observation) of s. */
 void srv_health_result(struct t_server *s, bool ok, const char *why);
-/* A connection to s closed: frees a server deleted at runtime once idle (admin.c). */
-void srv_release(struct t_server *s);
+/* A connection to s (or an attempt) ended: lb_conn_close, then, when s was
+ * deleted at runtime and this was its last connection, takes it out of the
+ * pool and frees it.  s must not be used after this call. */
+void srv_conn_end(struct t_server *s);
+/* s was deleted: same as the end of its last connection when it has none.
+ * True when s was freed. */
+bool srv_release(struct t_server *s);
 /* Outcome of a real connect to s: feeds passive health when `observe`. */
 void srv_observe(struct t_server *s, bool ok, const char *why);
 

@@ -27,6 +27,17 @@ POD = os.environ.get("TETHER_POD", "build/src/pod/tether-pod")
 VALGRIND = os.environ.get("TETHER_VALGRIND") == "1"
 
 
+def _sanitized(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized(TETHER)      # built with -Db_sanitize=address: RSS is not meaningful
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, 65536)
