@@ -51,8 +51,6 @@ void sim_params_default(struct sim_params *p)
 	memset(&p->be, 0, sizeof(p->be));
 	lb_params_default(&p->be.params);
 	p->be.algo = &lb_algo_roundrobin;
-	p->be.retries = 2;
-	hc_params_default(&p->be.health.hc);
 	p->be.health.type = CFG_CHECK_TCP;
 }
 

@@ -198,11 +198,10 @@ static void pod_ready(struct sim *S, int i)
 		return;
 	pd->ready = true;
 	pd->ready_since = now_s(S);
-	pd->lb.up = true;
-	hc_init(&pd->hc, &S->p->be.health.hc, true);
+	lb_server_health_init(&S->pool, &pd->lb, true);
 	lb_pool_add(&S->pool, &pd->lb);
 	if (S->p->be.health.type != CFG_CHECK_NONE)
-		push(S, now_s(S) + hc_next_delay_ms(&S->p->be.health.hc, &S->rng) / 1000.0, EV_CHECK, (uint32_t)i);
+		push(S, now_s(S) + hc_next_delay_ms(&S->p->be.params.health, &S->rng) / 1000.0, EV_CHECK, (uint32_t)i);
 }
 
 static void pod_remove(struct sim *S, struct pod *pd)
@@ -364,8 +363,13 @@ static void serve_session(struct sim *S, struct user *u, int i)
 			}
 		}
 	}
-	if (S->p->be.algo == &lb_algo_cookie)
-		u->cookie_pod = (int16_t)i;     /* the response carried (or kept) its cookie */
+	{
+		struct lb_key k = { .cookie = u->cookie_pod >= 0 ? S->pods[u->cookie_pod].lb.cookie : NULL,
+		                    .cookie_len = LB_COOKIE_LEN };
+
+		if (lb_cookie_needed(&S->pool, &k, &pd->lb))
+			u->cookie_pod = (int16_t)i;     /* the response carried a new cookie */
+	}
 }
 
 static void start_service(struct sim *S, int i, uint32_t uid)
@@ -392,17 +396,26 @@ static void next_request(struct sim *S, uint32_t uid)
 	push(S, now_s(S) + expo(S, S->p->think_s), EV_REQUEST, uid);
 }
 
-static int pick(struct sim *S, struct lb_key *k)
+/* The next attempt of a request: the core's lb_attempt (the daemon's own
+ * choice and retry rule), or for validation a uniformly random reference
+ * policy that opens the attempt the same way. */
+static int attempt(struct sim *S, struct lb_key *k)
 {
-	if (S->p->policy == POL_RANDOM) {
-		int cand[SIM_MAX_PODS], n = 0;
+	int cand[SIM_MAX_PODS], n = 0, idx;
 
-		for (int i = 0; i < S->pool.nservers; i++)
-			if (lb_server_eligible(&S->pool, S->pool.servers[i]) && !lb_key_tried(k, S->pool.servers[i]->id))
-				cand[n++] = i;
-		return n ? cand[lb_rng_below(&S->rng, (uint32_t)n)] : -1;
-	}
-	return lb_pick(&S->pool, k, S->now / 1000, &S->rng);
+	if (S->p->policy == POL_CORE)
+		return lb_attempt(&S->pool, k, S->now / 1000, &S->rng);
+	if (!lb_retry_allowed(&S->pool, k))
+		return -1;
+	for (int i = 0; i < S->pool.nservers; i++)
+		if (lb_server_eligible(&S->pool, S->pool.servers[i]) && !lb_key_tried(k, S->pool.servers[i]->id))
+			cand[n++] = i;
+	if (!n)
+		return -1;
+	idx = cand[lb_rng_below(&S->rng, (uint32_t)n)];
+	lb_key_add_tried(k, S->pool.servers[idx]);
+	lb_conn_open(&S->pool, S->pool.servers[idx]);
+	return idx;
 }
 
 static void on_request(struct sim *S, uint32_t uid)
@@ -424,22 +437,20 @@ static void on_request(struct sim *S, uint32_t uid)
 	u->arrive_t = now_s(S);
 	S->s.requests++;
 	S->iv_requests++;
-	for (unsigned attempt = 0; attempt <= S->p->be.retries; attempt++) {
-		int idx = pick(S, &k);
+	for (;;) {
+		int idx = attempt(S, &k);
 		struct pod *pd;
 
 		if (idx < 0)
 			break;
 		pd = S->pool.servers[idx]->data;
-		lb_key_add_tried(&k, &pd->lb);
 		if (!pd->alive) {           /* crashed but not yet marked down: the connect fails */
-			if (S->p->be.health.observe && hc_report(&pd->hc, &S->p->be.health.hc, false) == HC_WENT_DOWN)
-				lb_server_set_up(&S->pool, &pd->lb, false);
+			lb_attempt_failed(&S->pool, &pd->lb);
 			continue;
 		}
+		lb_server_observed(&S->pool, &pd->lb, true);
 		pd->requests++;
 		pd->interval_requests++;
-		lb_conn_open(&S->pool, &pd->lb);
 		if (pd->busy < S->p->concurrency) {
 			start_service(S, (int)(pd - S->pods), uid);
 		} else {
@@ -522,18 +533,15 @@ static void pod_crash(struct sim *S, int i)
 static void on_check(struct sim *S, int i)
 {
 	struct pod *pd = &S->pods[i];
-	enum hc_change ch;
 
 	if (!pd->exists || !pd->ready)
 		return;
-	ch = hc_report(&pd->hc, &S->p->be.health.hc, pd->alive);
-	if (ch != HC_SAME)
-		lb_server_set_up(&S->pool, &pd->lb, ch == HC_WENT_UP);
+	lb_server_checked(&S->pool, &pd->lb, pd->alive);
 	if (!pd->alive && !pd->lb.up && pd->lb.active == 0) {
 		pod_remove(S, pd);              /* the dead pod leaves the endpoints */
 		return;
 	}
-	push(S, now_s(S) + hc_next_delay_ms(&S->p->be.health.hc, &S->rng) / 1000.0, EV_CHECK, (uint32_t)i);
+	push(S, now_s(S) + hc_next_delay_ms(&S->p->be.params.health, &S->rng) / 1000.0, EV_CHECK, (uint32_t)i);
 }
 
 static void redis_crash(struct sim *S)

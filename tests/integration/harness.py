@@ -395,6 +395,14 @@ class Pod:
         self.proc.wait()
 
 
+def valgrind(fn):
+    """Marks a test that also runs under valgrind.  tests/integration/
+    meson.build finds every `def test_*` of every test_*.py file and reads
+    this marker on the line above it: a test cannot be forgotten."""
+    fn.valgrind = True
+    return fn
+
+
 def wait_for(pred, timeout, step=0.05):
     end = time.time() + timeout
     while time.time() < end:

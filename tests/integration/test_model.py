@@ -25,6 +25,7 @@ import signal
 import socket
 import time
 
+from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import VALGRIND, Backend, Tether, free_port, main, read_http, wait_for
 
 SECONDS = float(os.environ.get("TETHER_MODEL_SECONDS", "30"))
@@ -159,6 +160,7 @@ class Model:
         self.t.stop()
 
 
+@valgrind
 def test_reload_model():
     seed = int(os.environ.get("TETHER_MODEL_SEED", str(int(time.time()) % 100000)))
     print("seed", seed, "(TETHER_MODEL_SEED=%d reproduces it)" % seed, flush=True)

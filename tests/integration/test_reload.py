@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 
+from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import SANITIZED, VALGRIND, Backend, Tether, conf, free_port, main, read_http, wait_for
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
@@ -89,6 +90,7 @@ def http_backends(n):
     return [Backend("s%d" % i, mode="http") for i in range(1, n + 1)]
 
 
+@valgrind
 def test_long_connections_across_reloads():
     """100 keep-alive connections across 1, 2 and 5 reloads, then closed together."""
     bes = http_backends(3)
@@ -107,6 +109,7 @@ def test_long_connections_across_reloads():
         t.stop()
 
 
+@valgrind
 def test_runtime_changes_between_reloads():
     """add/drain/del/disable between reloads with keep-alive connections open,
     HTTP checks with on_down = "close", in cookie mode."""
@@ -152,6 +155,7 @@ def test_runtime_changes_between_reloads():
     t.stop()
 
 
+@valgrind
 def test_reload_removes_backend_and_server_in_use():
     bes = http_backends(3)
     port = free_port()
@@ -172,6 +176,7 @@ def test_reload_removes_backend_and_server_in_use():
     t.stop()
 
 
+@valgrind
 def test_connections_close_in_the_reload_batch():
     """FINs and SIGHUP arrive together, many times over."""
     bes = http_backends(3)
@@ -198,6 +203,7 @@ def rss_kb(pid):
     raise AssertionError("no VmRSS")
 
 
+@valgrind
 def test_thousand_connections_twenty_reloads():
     """The issue's "done when": 1000 keep-alive connections, 20 reloads, all
     closed together; tether keeps serving and its memory returns to the

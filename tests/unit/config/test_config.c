@@ -3,6 +3,7 @@
  * case with its exact message, and every shipped file under conf/.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,16 +67,16 @@ static void test_full_config(void **unused)
 	assert_int_equal(b->timeouts.client_ms, 60000);
 	assert_int_equal(b->timeouts.server_ms, 500);
 	assert_int_equal(b->timeouts.http_request_ms, 3000);
-	assert_int_equal(b->retries, 4);
+	assert_int_equal(b->params.retries, 4);
 	assert_int_equal(b->health.type, CFG_CHECK_HTTP);
-	assert_int_equal(b->health.hc.interval_ms, 5000);
-	assert_int_equal(b->health.hc.rise, 3);
-	assert_int_equal(b->health.hc.fall, 4);
+	assert_int_equal(b->params.health.interval_ms, 5000);
+	assert_int_equal(b->params.health.rise, 3);
+	assert_int_equal(b->params.health.fall, 4);
 	assert_string_equal(b->health.path, "/hz");
 	assert_string_equal(b->health.host, "app");
 	assert_int_equal(b->health.expect_lo, 200);
 	assert_int_equal(b->health.expect_hi, 299);
-	assert_true(b->health.observe);
+	assert_true(b->params.observe);
 	assert_int_equal(b->health.on_down, CFG_ON_DOWN_CLOSE);
 	assert_int_equal(b->nservers, 2);
 	assert_int_equal(b->servers[0].weight, 3);
@@ -101,11 +102,11 @@ static void test_defaults(void **unused)
 	assert_int_equal(b->timeouts.client_ms, 30000);
 	assert_int_equal(b->timeouts.server_ms, 30000);
 	assert_int_equal(b->timeouts.http_request_ms, 5000);
-	assert_int_equal(b->retries, 2);
+	assert_int_equal(b->params.retries, 2);
 	assert_int_equal(b->health.type, CFG_CHECK_NONE);
-	assert_int_equal(b->health.hc.interval_ms, 2000);
-	assert_int_equal(b->health.hc.rise, 2);
-	assert_int_equal(b->health.hc.fall, 3);
+	assert_int_equal(b->params.health.interval_ms, 2000);
+	assert_int_equal(b->params.health.rise, 2);
+	assert_int_equal(b->params.health.fall, 3);
 	assert_string_equal(b->cookie_name, "TETHERID");
 	assert_int_equal(b->peek_max, 8192);
 	assert_int_equal(b->params.stick_size, 0);
@@ -147,7 +148,7 @@ static const struct bad_case bad[] = {
 	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1:1\"; weight = 300; } ); } );\n",
 	  "t.conf:2: backends.[0].servers.[0].weight: must be 0..256" },
 	{ FE BE("iphash = { table_size = 65536; };"),
-	  "t.conf:2: backends.[0].iphash.table_size: 65536 is not a prime (Maglev needs a prime table size, e.g. 65537)" },
+	  "t.conf:2: backends.[0].iphash.table_size: 65536 is not a prime <= 5000011 (Maglev needs a prime table size, e.g. 65537)" },
 	{ FE BE("balance = \"random\";"),
 	  "t.conf:2: backends.[0].balance: \"random\" is not one of roundrobin, leastconn, iphash, cookie" },
 	{ FE BE("cookie = { fallback = \"cookie\"; };"),
@@ -160,7 +161,7 @@ static const struct bad_case bad[] = {
 	{ FE BE("retries = = 2;"), "t.conf:2: syntax error: syntax error" },
 	{ FE BE("retries = \"2\";"), "t.conf:2: backends.[0].retries: must be an integer" },
 	{ FE BE("iphash = { balance_factor = 100; };"),
-	  "t.conf:2: backends.[0].iphash: balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)" },
+	  "t.conf:2: backends.[0].iphash.balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)" },
 	{ FE BE("cookie = { name = \"a b\"; };"), "t.conf:2: backends.[0].cookie.name: \"a b\" is not a valid cookie name" },
 	{ FE BE("health = { type = \"udp\"; };"), "t.conf:2: backends.[0].health.type: \"udp\" is not one of tcp, http" },
 	{ FE BE("health = { observe = 1; };"), "t.conf:2: backends.[0].health.observe: must be true or false" },
@@ -259,8 +260,16 @@ static void test_shipped_files(void **unused)
 	check_dir(dir);
 	snprintf(dir, sizeof(dir), "%s/conf/examples", src);
 	check_dir(dir);
-	assert_int_equal(cfg_load("/nonexistent/t.conf", &c, &err), -1);
-	assert_non_null(strstr(err, "/nonexistent/t.conf: cannot read the file"));
+	assert_int_equal(cfg_load("/nonexistent/t.conf", &c, &err), -ENOENT);
+	assert_string_equal(err, "/nonexistent/t.conf: cannot read the file: No such file or directory");
+	free(err);
+	err = NULL;
+	assert_int_equal(cfg_load(src, &c, &err), -EISDIR);
+	assert_non_null(strstr(err, ": cannot read the file: Is a directory"));
+	free(err);
+	err = NULL;
+	assert_int_equal(cfg_load_string("\xef\xbb\xbfglobal = {};", "bom.conf", &c, &err), -EINVAL);
+	assert_string_equal(err, "bom.conf:1: the file starts with a UTF-8 byte order mark (BOM); save it without one");
 	free(err);
 }
 

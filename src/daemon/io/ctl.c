@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "tether.h"
+#include "defs.h"
+#include "tether/err.h"
 
 #define CTL_REQ_MAX 8192        /* a request larger than this is refused */
 #define CTL_IDLE 60.0           /* seconds a silent client is kept */
@@ -27,8 +28,6 @@ struct ctl_client {
 	bool close_after;
 	char in[CTL_REQ_MAX];
 };
-
-static struct ctl_client *clients;      /* all clients of all ctl servers */
 
 void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
@@ -71,9 +70,9 @@ void sb_free(struct sbuf *b)
 
 static void client_free(struct ctl_client *c)
 {
-	struct ev_loop *loop = c->cs->t->loop;
+	struct ev_loop *loop = c->cs->loop;
 
-	for (struct ctl_client **p = &clients; *p; p = &(*p)->next)
+	for (struct ctl_client **p = &c->cs->clients; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			break;
@@ -89,7 +88,7 @@ static void client_free(struct ctl_client *c)
 /* Writes what is pending; true when the client was freed. */
 static bool client_flush(struct ctl_client *c)
 {
-	struct ev_loop *loop = c->cs->t->loop;
+	struct ev_loop *loop = c->cs->loop;
 
 	while (c->out_off < c->out.len) {
 		ssize_t n = send(c->fd, c->out.s + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
@@ -130,7 +129,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	c->in_len += (size_t)n;
 	ev_timer_again(loop, &c->idle);
 	while (c->in_len && !c->close_after &&
-	       (used = c->cs->handle(c->cs->t, c->in, c->in_len, &c->out, &c->close_after)) > 0) {
+	       (used = c->cs->handle(c->cs->arg, c->in, c->in_len, &c->out, &c->close_after)) > 0) {
 		memmove(c->in, c->in + used, c->in_len - used);
 		c->in_len -= used;
 	}
@@ -171,8 +170,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->fd = fd;
 		c->cs = cs;
-		c->next = clients;
-		clients = c;
+		c->next = cs->clients;
+		cs->clients = c;
 		ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
 		ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
 		ev_timer_init(&c->idle, client_idle_cb, 0., CTL_IDLE);
@@ -181,29 +180,29 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static int start(struct ctl_server *cs, struct tether *t, int fd, ctl_handle_fn h)
+static int start(struct ctl_server *cs, struct ev_loop *loop, int fd, ctl_handle_fn h, void *arg)
 {
 	cs->fd = fd;
-	cs->t = t;
+	cs->loop = loop;
 	cs->handle = h;
+	cs->arg = arg;
+	cs->clients = NULL;
 	ev_io_init(&cs->io, accept_cb, fd, EV_READ);
-	ev_io_start(t->loop, &cs->io);
+	ev_io_start(loop, &cs->io);
 	return 0;
 }
 
 static int fail(int fd, const char *what, const char *where, char **err)
 {
-	char msg[300];
+	int rc = tether_err(err, -errno, "%s %s: %s", what, where, strerror(errno));
 
-	snprintf(msg, sizeof(msg), "%s %s: %s", what, where, strerror(errno));
-	if (err)
-		*err = strdup(msg);
 	if (fd >= 0)
 		close(fd);
-	return -1;
+	return rc;
 }
 
-int ctl_listen_unix(struct ctl_server *cs, struct tether *t, const char *path, ctl_handle_fn h, char **err)
+int ctl_listen_unix(struct ctl_server *cs, struct ev_loop *loop, const char *path, ctl_handle_fn h, void *arg,
+                    char **err)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -215,10 +214,11 @@ int ctl_listen_unix(struct ctl_server *cs, struct tether *t, const char *path, c
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 64) < 0)
 		return fail(fd, "admin socket", path, err);
 	snprintf(cs->unix_path, sizeof(cs->unix_path), "%s", path);
-	return start(cs, t, fd, h);
+	return start(cs, loop, fd, h, arg);
 }
 
-int ctl_listen_tcp(struct ctl_server *cs, struct tether *t, const struct cfg_addr *a, ctl_handle_fn h, char **err)
+int ctl_listen_tcp(struct ctl_server *cs, struct ev_loop *loop, const struct cfg_addr *a, ctl_handle_fn h,
+                   void *arg, char **err)
 {
 	int one = 1, fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -228,23 +228,19 @@ int ctl_listen_tcp(struct ctl_server *cs, struct tether *t, const struct cfg_add
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 64) < 0)
 		return fail(fd, "metrics", a->text, err);
 	cs->unix_path[0] = '\0';
-	return start(cs, t, fd, h);
+	return start(cs, loop, fd, h, arg);
 }
 
 void ctl_stop(struct ctl_server *cs)
 {
-	struct ctl_client *c = clients, *next;
-
-	if (!cs->t)
+	if (!cs->loop)
 		return;
-	for (; c; c = next) {
-		next = c->next;
-		if (c->cs == cs)
-			client_free(c);
-	}
-	ev_io_stop(cs->t->loop, &cs->io);
+	while (cs->clients)
+		client_free(cs->clients);
+	ev_io_stop(cs->loop, &cs->io);
 	close(cs->fd);
+	cs->fd = -1;
 	if (cs->unix_path[0])
 		unlink(cs->unix_path);
-	cs->t = NULL;
+	cs->loop = NULL;
 }

@@ -10,9 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "tether.h"
-#include "tether_version.h"
+#include "metrics.h"
 
 /* Label value escaping of the exposition format: \ " and newline. */
 static const char *esc(const char *s, char *buf, size_t cap)
@@ -40,17 +38,17 @@ struct metric {
 	const char *name, *type, *help;
 	enum scope scope;
 	/* one of these is set, by scope */
-	double (*global)(const struct tether *t);
+	double (*global)(const struct t_worker *w);
 	uint64_t (*fe)(const struct t_frontend *f);
 	uint64_t (*be)(const struct t_backend *b);
 	uint64_t (*srv)(const struct t_server *s);
 };
 
-static double g_active(const struct tether *t) { return t->active; }
-static double g_reloads(const struct tether *t) { return (double)t->reloads_total; }
-static double g_reload_fail(const struct tether *t) { return (double)t->reload_failures_total; }
-static double g_uptime(const struct tether *t) { return ev_now(t->loop) - t->started; }
-static double g_maxconn(const struct tether *t) { return t->gen->cfg->global.maxconn; }
+static double g_active(const struct t_worker *w) { return w->rt->active; }
+static double g_reloads(const struct t_worker *w) { return (double)w->rt->reloads_total; }
+static double g_reload_fail(const struct t_worker *w) { return (double)w->rt->reload_failures_total; }
+static double g_uptime(const struct t_worker *w) { return ev_now(w->loop) - w->rt->started; }
+static double g_maxconn(const struct t_worker *w) { return w->rt->gen->cfg->global.maxconn; }
 static uint64_t f_total(const struct t_frontend *f) { return f->connections_total; }
 static uint64_t f_active(const struct t_frontend *f) { return f->active; }
 static uint64_t b_retries(const struct t_backend *b) { return b->retries_total; }
@@ -62,7 +60,7 @@ static uint64_t s_total(const struct t_server *s) { return s->connections_total;
 static uint64_t s_fail(const struct t_server *s) { return s->connect_failures_total; }
 static uint64_t s_in(const struct t_server *s) { return s->bytes_in_total; }
 static uint64_t s_out(const struct t_server *s) { return s->bytes_out_total; }
-static uint64_t s_trans(const struct t_server *s) { return s->hc.transitions; }
+static uint64_t s_trans(const struct t_server *s) { return s->lb.hc.transitions; }
 static uint64_t s_hits(const struct t_server *s) { return s->lb.cnt.affinity_hits; }
 static uint64_t s_misses(const struct t_server *s) { return s->lb.cnt.affinity_misses; }
 static uint64_t s_redisp(const struct t_server *s) { return s->lb.cnt.redispatches; }
@@ -104,8 +102,9 @@ static const struct metric metrics[] = {
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
-static void prometheus(struct tether *t, struct sbuf *o)
+static void prometheus(struct t_worker *w, struct sbuf *o)
 {
+	const struct t_gen *g = w->rt->gen;
 	char a[160], b[160];
 
 	for (size_t m = 0; m < NMETRICS; m++) {
@@ -114,20 +113,20 @@ static void prometheus(struct tether *t, struct sbuf *o)
 		sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
 		switch (mt->scope) {
 		case SC_GLOBAL:
-			sb_printf(o, "%s %.17g\n", mt->name, mt->global(t));
+			sb_printf(o, "%s %.17g\n", mt->name, mt->global(w));
 			break;
 		case SC_FRONTEND:
-			for (int i = 0; i < t->gen->nfe; i++)
-				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(t->gen->fe[i]->cfg.name, a, sizeof(a)),
-				          (unsigned long long)mt->fe(t->gen->fe[i]));
+			for (int i = 0; i < g->nfe; i++)
+				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(g->fe[i]->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->fe(g->fe[i]));
 			break;
 		case SC_BACKEND:
-			for (struct t_backend *be = t->gen->backends; be; be = be->next)
+			for (struct t_backend *be = g->backends; be; be = be->next)
 				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
 				          (unsigned long long)mt->be(be));
 			break;
 		case SC_SERVER:
-			for (struct t_backend *be = t->gen->backends; be; be = be->next) {
+			for (struct t_backend *be = g->backends; be; be = be->next) {
 				for (int i = 0; i < be->pool.nservers; i++) {
 					struct t_server *s = be->pool.servers[i]->data;
 
@@ -146,21 +145,25 @@ static void prometheus(struct tether *t, struct sbuf *o)
 }
 
 /* JSON strings here are names limited to [A-Za-z0-9._-] and addresses. */
-static void json(struct tether *t, struct sbuf *o)
+static void json(struct t_worker *w, struct sbuf *o)
 {
+	const struct t_runtime *rt = w->rt;
+	const struct t_gen *g = rt->gen;
+
 	sb_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"active_connections\":%u,"
-	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"frontends\":[",
-	          TETHER_VERSION, (int)getpid(), ev_now(t->loop) - t->started, t->active,
-	          (unsigned long long)t->reloads_total, (unsigned long long)t->reload_failures_total);
-	for (int i = 0; i < t->gen->nfe; i++)
+	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"generations\":%u,\"frontends\":[",
+	          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->active,
+	          (unsigned long long)rt->reloads_total, (unsigned long long)rt->reload_failures_total,
+	          rt_generations(rt));
+	for (int i = 0; i < g->nfe; i++)
 		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
-		          i ? "," : "", t->gen->fe[i]->cfg.name, t->gen->fe[i]->be->cfg.name,
-		          (unsigned long long)t->gen->fe[i]->connections_total, t->gen->fe[i]->active);
+		          i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
+		          (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;
 
-		for (struct t_backend *be = t->gen->backends; be; be = be->next) {
+		for (struct t_backend *be = g->backends; be; be = be->next) {
 			bool sfirst = true;
 
 			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
@@ -174,8 +177,7 @@ static void json(struct tether *t, struct sbuf *o)
 					continue;
 				sb_printf(o, "%s{\"name\":\"%s\",\"address\":\"%s\",\"state\":\"%s\",\"backup\":%s,"
 				          "\"last_check\":\"%s\"", sfirst ? "" : ",", s->lb.name, s->addr.text,
-				          s->lb.admin == LB_ADMIN_DISABLED ? "MAINT" : s->lb.admin == LB_ADMIN_DRAIN ? "DRAIN"
-				          : s->lb.up ? "UP" : "DOWN", s->lb.backup ? "true" : "false",
+				          rt_server_state(s), s->lb.backup ? "true" : "false",
 				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check);
 				sfirst = false;
 				for (size_t m = 0; m < NMETRICS; m++)
@@ -191,7 +193,7 @@ static void json(struct tether *t, struct sbuf *o)
 }
 
 /* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
-static size_t handle(struct tether *t, const char *in, size_t len, struct sbuf *out, bool *close_after)
+static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
 	const char *end = memmem(in, len, "\r\n\r\n", 4);
 	struct sbuf body = { 0 };
@@ -203,9 +205,9 @@ static size_t handle(struct tether *t, const char *in, size_t len, struct sbuf *
 	if (!end)
 		return 0;
 	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
-		prometheus(t, &body);
+		prometheus(arg, &body);
 	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
-		json(t, &body);
+		json(arg, &body);
 		type = "application/json";
 	} else {
 		status = 404;
@@ -221,22 +223,7 @@ static size_t handle(struct tether *t, const char *in, size_t len, struct sbuf *
 	return len;
 }
 
-static struct ctl_server metrics_srv;
-
-int metrics_start(struct tether *t, char **err)
+int metrics_start(struct ctl_server *cs, struct t_worker *w, const struct cfg_addr *a, char **err)
 {
-	if (!t->gen->cfg->global.metrics.len)
-		return 0;
-	if (ctl_listen_tcp(&metrics_srv, t, &t->gen->cfg->global.metrics, handle, err) < 0)
-		return -1;
-	t->metrics = &metrics_srv;
-	return 0;
-}
-
-void metrics_stop(struct tether *t)
-{
-	if (!t->metrics)
-		return;
-	ctl_stop(t->metrics);
-	t->metrics = NULL;
+	return ctl_listen_tcp(cs, w->loop, a, handle, w, err);
 }

@@ -9,6 +9,7 @@
 
 #include "config_read.h"
 #include "tether/config.h"
+#include "tether/err.h"
 
 static const char *const backend_keys[] = {
 	"name", "balance", "iphash", "cookie", "stick", "timeouts", "retries", "health", "servers", NULL };
@@ -22,16 +23,6 @@ static const char *const server_keys[] = { "name", "address", "weight", "maxconn
 
 #define DAY_MS 86400000ull
 
-static bool is_prime(long long n)
-{
-	if (n < 2)
-		return false;
-	for (long long d = 2; d * d <= n; d++)
-		if (n % d == 0)
-			return false;
-	return true;
-}
-
 /* RFC 6265 cookie-name: a token. */
 static bool is_token(const char *s)
 {
@@ -41,6 +32,44 @@ static bool is_token(const char *s)
 		if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
 			return false;
 	return true;
+}
+
+/* The registered algorithm called name, reported when there is none (or it
+ * has one of the flags `refused`); falls back to the first registered. */
+static const struct lb_algo *find_algo(struct cfg_ctx *c, const config_setting_t *s, const char *path,
+                                       const char *key, const char *name, unsigned refused)
+{
+	const struct lb_algo *a = lb_algo_find(name);
+	char names[160], full[128];
+
+	if (a && !(a->flags & refused))
+		return a;
+	lb_algo_names(names, sizeof(names), refused);
+	snprintf(full, sizeof(full), "%s.%s", path, key);
+	cfg_error(c, s, full, "\"%s\" is not one of %s", name, names);
+	return lb_algo_list()[0];
+}
+
+/* The algorithms' own rules on their parameters (lb_params_validate),
+ * reported at the line of the setting they name. */
+static void check_params(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_backend *b)
+{
+	char *err = NULL, *colon, full[128];
+	const config_setting_t *s;
+
+	if (lb_params_validate(&b->params, &err) >= 0)
+		return;
+	colon = err ? strchr(err, ':') : NULL;
+	if (!colon) {
+		cfg_error(c, g, path, "%s", err ? err : "out of memory");
+		free(err);
+		return;
+	}
+	*colon = '\0';
+	s = config_setting_lookup((config_setting_t *)g, err);
+	snprintf(full, sizeof(full), "%s.%s", path, err);
+	cfg_error(c, s ? s : g, full, "%s", colon + 2);
+	free(err);
 }
 
 static void parse_iphash(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct lb_params *p)
@@ -57,29 +86,18 @@ static void parse_iphash(struct cfg_ctx *c, const config_setting_t *g, const cha
 		p->hash_method = e == 0 ? LB_HASH_MAGLEV : LB_HASH_MODULO;
 	if (cfg_get_enum(c, g, path, "key", keys, &e) > 0)
 		p->hash_key = e == 0 ? LB_KEY_ADDRESS : LB_KEY_PREFIX;
-	if (cfg_get_int(c, g, path, "table_size", &v, 2, 5000011) > 0) {
-		char full[96];
-
-		snprintf(full, sizeof(full), "%s.table_size", path);
-		if (!is_prime(v))
-			cfg_error(c, config_setting_get_member(g, "table_size"), full,
-			          "%lld is not a prime (Maglev needs a prime table size, e.g. 65537)", v);
+	/* the algorithm's own rules (prime, limits) are checked by lb_params_validate */
+	if (cfg_get_int(c, g, path, "table_size", &v, 2, UINT32_MAX) > 0)
 		p->table_size = (uint32_t)v;
-	}
-	if (cfg_get_int(c, g, path, "balance_factor", &v, 0, 1000) > 0) {
-		if (v != 0 && v <= 100)
-			cfg_error(c, config_setting_get_member(g, "balance_factor"), path,
-			          "balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)");
+	if (cfg_get_int(c, g, path, "balance_factor", &v, 0, UINT32_MAX) > 0)
 		p->balance_factor = (unsigned)v;
-	}
 }
 
 static void parse_cookie(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_backend *b)
 {
-	static const char *const fallbacks[] = { "roundrobin", "leastconn", "iphash", NULL };
 	long long v;
 	uint64_t ms;
-	int e;
+	char fb[32];
 
 	if (!cfg_check_group(c, g, path))
 		return;
@@ -92,8 +110,9 @@ static void parse_cookie(struct cfg_ctx *c, const config_setting_t *g, const cha
 		cfg_error(c, config_setting_get_member(g, "name"), full, "\"%s\" is not a valid cookie name",
 		          b->cookie_name);
 	}
-	if (cfg_get_enum(c, g, path, "fallback", fallbacks, &e) > 0)
-		b->params.fallback = lb_algo_find(fallbacks[e]);
+	if (cfg_get_string(c, g, path, "fallback", fb, sizeof(fb)) > 0)
+		b->params.fallback = find_algo(c, config_setting_get_member(g, "fallback"), path, "fallback", fb,
+		                               LB_F_NEEDS_HTTP);
 	if (cfg_get_duration(c, g, path, "max_age", &ms, 1000, 400 * DAY_MS) > 0)
 		b->cookie_max_age_s = (uint32_t)(ms / 1000);
 	cfg_get_string(c, g, path, "secret", b->params.cookie_secret, sizeof(b->params.cookie_secret));
@@ -109,8 +128,7 @@ static void parse_stick(struct cfg_ctx *c, const config_setting_t *g, const char
 	if (!cfg_check_group(c, g, path))
 		return;
 	cfg_check_known(c, g, path, stick_keys);
-	p->stick_size = 100000;
-	p->stick_timeout_ms = 30 * 60000;
+	p->stick_size = LB_STICK_SIZE_DEFAULT;
 	if (cfg_get_int(c, g, path, "size", &v, 1, 100000000) > 0)
 		p->stick_size = (uint32_t)v;
 	if (cfg_get_duration(c, g, path, "timeout", &ms, 1000, DAY_MS) > 0)
@@ -165,8 +183,10 @@ static void parse_expect(struct cfg_ctx *c, const config_setting_t *g, const cha
 	cfg_error(c, s, full, "must be a status 100..599 or a class such as \"2xx\"");
 }
 
-static void parse_health(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_health *h)
+static void parse_health(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_backend *b)
 {
+	struct cfg_health *h = &b->health;
+	struct hc_params *hc = &b->params.health;
 	static const char *const types[] = { "tcp", "http", NULL };
 	static const char *const on_down[] = { "keep", "close", NULL };
 	long long v;
@@ -180,13 +200,13 @@ static void parse_health(struct cfg_ctx *c, const config_setting_t *g, const cha
 	if (cfg_get_enum(c, g, path, "type", types, &e) > 0)
 		h->type = e == 0 ? CFG_CHECK_TCP : CFG_CHECK_HTTP;
 	if (cfg_get_duration(c, g, path, "interval", &ms, 100, 3600000) > 0)
-		h->hc.interval_ms = (uint32_t)ms;
+		hc->interval_ms = (uint32_t)ms;
 	if (cfg_get_duration(c, g, path, "timeout", &ms, 10, 3600000) > 0)
-		h->hc.timeout_ms = (uint32_t)ms;
+		hc->timeout_ms = (uint32_t)ms;
 	if (cfg_get_int(c, g, path, "rise", &v, 1, 100) > 0)
-		h->hc.rise = (unsigned)v;
+		hc->rise = (unsigned)v;
 	if (cfg_get_int(c, g, path, "fall", &v, 1, 100) > 0)
-		h->hc.fall = (unsigned)v;
+		hc->fall = (unsigned)v;
 	cfg_get_string(c, g, path, "path", h->path, sizeof(h->path));
 	if (h->path[0] != '/') {
 		char full[96];
@@ -196,7 +216,7 @@ static void parse_health(struct cfg_ctx *c, const config_setting_t *g, const cha
 	}
 	cfg_get_string(c, g, path, "host", h->host, sizeof(h->host));
 	parse_expect(c, g, path, h);
-	cfg_get_bool(c, g, path, "observe", &h->observe);
+	cfg_get_bool(c, g, path, "observe", &b->params.observe);
 	if (cfg_get_enum(c, g, path, "on_down", on_down, &e) > 0)
 		h->on_down = e == 0 ? CFG_ON_DOWN_KEEP : CFG_ON_DOWN_CLOSE;
 }
@@ -232,18 +252,18 @@ static void parse_server(struct cfg_ctx *c, const config_setting_t *g, const cha
 	cfg_get_bool(c, g, path, "backup", &s->backup);
 }
 
+/* The defaults of the core (lb_params_default: stick table, health rules,
+ * retries) and of the daemon's own settings. */
 static void backend_defaults(struct cfg_backend *b)
 {
 	lb_params_default(&b->params);
-	b->algo = &lb_algo_roundrobin;
+	b->algo = lb_algo_list()[0];
 	strcpy(b->cookie_name, "TETHERID");
 	b->peek_max = 8192;
 	b->timeouts.connect_ms = 5000;
 	b->timeouts.client_ms = 30000;
 	b->timeouts.server_ms = 30000;
 	b->timeouts.http_request_ms = 5000;
-	b->retries = 2;
-	hc_params_default(&b->health.hc);
 	strcpy(b->health.path, "/health");
 	b->health.expect_lo = 200;
 	b->health.expect_hi = 399;
@@ -294,15 +314,8 @@ static void parse_backend(struct cfg_ctx *c, const config_setting_t *g, const ch
 		return;
 	cfg_check_known(c, g, path, backend_keys);
 	cfg_get_name(c, g, path, b->name, true);
-	if (cfg_get_string(c, g, path, "balance", bal, sizeof(bal)) > 0) {
-		b->algo = lb_algo_find(bal);
-		if (!b->algo) {
-			snprintf(sub, sizeof(sub), "%s.balance", path);
-			cfg_error(c, config_setting_get_member(g, "balance"), sub,
-			          "\"%s\" is not one of roundrobin, leastconn, iphash, cookie", bal);
-			b->algo = &lb_algo_roundrobin;
-		}
-	}
+	if (cfg_get_string(c, g, path, "balance", bal, sizeof(bal)) > 0)
+		b->algo = find_algo(c, config_setting_get_member(g, "balance"), path, "balance", bal, 0);
 #define SUBGROUP(key, call) \
 	if ((s = config_setting_get_member(g, key))) { \
 		snprintf(sub, sizeof(sub), "%s.%s", path, key); \
@@ -312,10 +325,11 @@ static void parse_backend(struct cfg_ctx *c, const config_setting_t *g, const ch
 	SUBGROUP("cookie", parse_cookie(c, s, sub, b))
 	SUBGROUP("stick", parse_stick(c, s, sub, &b->params))
 	SUBGROUP("timeouts", parse_timeouts(c, s, sub, &b->timeouts))
-	SUBGROUP("health", parse_health(c, s, sub, &b->health))
+	SUBGROUP("health", parse_health(c, s, sub, b))
 #undef SUBGROUP
-	if (cfg_get_int(c, g, path, "retries", &v, 0, CFG_RETRIES_MAX) > 0)
-		b->retries = (unsigned)v;
+	if (cfg_get_int(c, g, path, "retries", &v, 0, LB_RETRIES_MAX) > 0)
+		b->params.retries = (unsigned)v;
+	check_params(c, g, path, b);
 	parse_servers(c, config_setting_get_member(g, "servers"), path, b);
 	if (!(b->algo->flags & LB_F_WEIGHTS))
 		for (int i = 0; i < b->nservers; i++)

@@ -19,6 +19,7 @@
 
 #include "config_read.h"
 #include "tether/config.h"
+#include "tether/err.h"
 
 static const char *const global_keys[] = {
 	"workers", "maxconn", "log", "admin", "metrics", "drain_timeout", NULL };
@@ -193,10 +194,8 @@ static int load(config_t *lc, const char *name, struct tether_config **out, char
 	const config_setting_t *root = config_root_setting(lc), *fl, *bl;
 
 	*err = NULL;
-	if (!cfg) {
-		*err = strdup("out of memory");
-		return -1;
-	}
+	if (!cfg)
+		return tether_err(err, -ENOMEM, "out of memory");
 	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
 	cfg_check_known(&ctx, root, "", top_keys);
 	parse_global(&ctx, config_setting_get_member(root, "global"), &cfg->global);
@@ -230,51 +229,98 @@ static int load(config_t *lc, const char *name, struct tether_config **out, char
 	if (*err) {
 		sort_errors(*err, name);
 		cfg_free(cfg);
-		return -1;
+		return -EINVAL;
 	}
 	*out = cfg;
 	return 0;
 }
 
-static void syntax_error(config_t *lc, const char *name, char **err)
+/* The whole of f, NUL-terminated, into a malloc'd *text.  0 or -errno. */
+static int read_all(FILE *f, char **text, size_t *len)
+{
+	size_t cap = 4096;
+	char *buf = malloc(cap), *n;
+
+	errno = 0;
+	*len = 0;
+	while (buf) {
+		size_t got = fread(buf + *len, 1, cap - *len - 1, f);
+
+		*len += got;
+		if (got == 0)
+			break;
+		if (*len + 1 == cap) {
+			if (cap >= (64u << 20)) {       /* a configuration is not this large */
+				free(buf);
+				return -EFBIG;
+			}
+			n = realloc(buf, cap * 2);
+			if (!n)
+				break;
+			buf = n;
+			cap *= 2;
+		}
+	}
+	if (!buf || ferror(f)) {
+		int e = !buf ? ENOMEM : errno ? errno : EIO;
+
+		free(buf);
+		return -e;
+	}
+	buf[*len] = '\0';
+	*text = buf;
+	return 0;
+}
+
+static int syntax_error(config_t *lc, const char *name, char **err)
 {
 	const char *file = config_error_file(lc) ? config_error_file(lc) : name;
 	const char *text = config_error_text(lc) ? config_error_text(lc) : "unreadable";
-	size_t n = strlen(file) + strlen(text) + 64;
 
-	*err = malloc(n);
-	if (!*err)
-		return;
-	if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
-		snprintf(*err, n, "%s: cannot read the file: %s", name, text);
-	else
-		snprintf(*err, n, "%s:%d: syntax error: %s", file, config_error_line(lc), text);
+	return tether_err(err, -EINVAL, "%s:%d: syntax error: %s", file, config_error_line(lc), text);
 }
 
-/* config_read_file and config_read_string share one signature. */
-static int read_with(int (*reader)(config_t *, const char *), const char *src, const char *name,
-                     struct tether_config **out, char **err)
+/* Parses text (the file's contents or a string) as `name`. */
+static int parse(const char *text, const char *name, struct tether_config **out, char **err)
 {
 	config_t lc;
-	int rc = -1;
+	int rc;
 
+	*err = NULL;
+	if (strncmp(text, "\xef\xbb\xbf", 3) == 0)
+		return tether_err(err, -EINVAL, "%s:1: the file starts with a UTF-8 byte order mark (BOM); "
+		                  "save it without one", name);
 	config_init(&lc);
-	if (reader(&lc, src) == CONFIG_TRUE)
+	if (config_read_string(&lc, text) == CONFIG_TRUE)
 		rc = load(&lc, name, out, err);
 	else
-		syntax_error(&lc, name, err);
+		rc = syntax_error(&lc, name, err);
 	config_destroy(&lc);
 	return rc;
 }
 
 int cfg_load(const char *path, struct tether_config **out, char **err)
 {
-	return read_with(config_read_file, path, path, out, err);
+	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*err = NULL;
+	if (!f)
+		return tether_err(err, -errno, "%s: cannot read the file: %s", path, strerror(errno));
+	rc = read_all(f, &text, &len);
+	fclose(f);
+	if (rc < 0)
+		return tether_err(err, rc, "%s: cannot read the file: %s", path, strerror(-rc));
+	rc = parse(text, path, out, err);
+	free(text);
+	return rc;
 }
 
 int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err)
 {
-	return read_with(config_read_string, text, name, out, err);
+	return parse(text, name, out, err);
 }
 
 void cfg_free(struct tether_config *c)
