@@ -209,6 +209,24 @@ def test_cache_serves_while_redis_down():
         assert s["redis_errors"] == 5, s                # 3 refused + 2 touches not sent
 
 
+def test_redis_demoted_master_refused():
+    # the server turns replica under the pod: READONLY drops the link, ROLE
+    # keeps it down, and it comes back once the server is a master again
+    with Lab() as lab:
+        other = lab.redis(name="other")
+        r = lab.redis(name="r")
+        pod = lab.pod("p1", "--store", "redis", "--redis", r.addr, wait_redis=True)
+        pod.login("ann")
+        assert r("REPLICAOF", "127.0.0.1", other.port) == "OK"
+        st, _, body = pod.request("POST", "/login?user=bob")
+        assert st == 503 and ("READONLY" in body or "not a master" in body), (st, body)
+        assert wait_for(lambda: f"{r.addr} is not a master" in pod.request("POST", "/login?user=bob")[2], 5), \
+            pod.logtext()
+        assert r("REPLICAOF", "NO", "ONE") == "OK"
+        assert wait_for(lambda: pod.request("POST", "/login?user=bob")[0] == 200, 5), pod.logtext()
+        assert pod.stats()["redis_connects"] == 2
+
+
 def raw_request(port, path, sid):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: lab\r\nCookie: SID={sid}\r\n\r\n".encode())
