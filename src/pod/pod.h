@@ -123,9 +123,14 @@ int app_handle(struct pod *p, struct client *c, const struct req *r);
 void app_unavailable(struct pod *p, struct client *c, const char *reason);
 
 /* store.c */
+/* The Lua script the Redis link loads on every connect (one page read). */
 extern const char store_touch_lua[];
+/* Logs `user` (ulen valid bytes) in on c's request: APP_DONE or APP_WAIT. */
 int store_login(struct pod *p, struct client *c, const char *user, size_t ulen);
+/* A page (/item/N) or, with `cart`, a cart addition of item for session
+ * `sid` (0: none given): APP_DONE or APP_WAIT. */
 int store_item(struct pod *p, struct client *c, uint64_t sid, uint32_t item, bool cart);
+/* The Redis link's hooks (rlink.h); `owner` is the pod. */
 void store_reply(void *owner, struct rop *op, const redisReply *r);
 void store_done(void *owner, struct rop *op);
 
