@@ -82,7 +82,7 @@ static void user_leave(struct sim *S, uint32_t id)
 {
 	struct user *u = &S->users[id];
 
-	session_drop(S, u);
+	session_drop(S, u, id);
 	u->flags = 0;
 	S->free_list[S->nfree++] = id;
 }

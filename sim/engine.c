@@ -184,7 +184,7 @@ static void schedule_start(struct sim *S)
 	if (p->redis_crash_at_s >= 0)
 		push(S, p->redis_crash_at_s, EV_REDIS_CRASH, 0, 0);
 	if (p->persistence == P_RDB && p->store != STORE_LOCAL)
-		push(S, 0.1, EV_REDIS_CRON, 0, 0);
+		push_at_us(S, 100000, EV_REDIS_CRON, 0, 0);
 	if (p->scale_at_s >= 0)
 		push(S, p->scale_at_s, EV_SCALE, 0, 0);
 	push(S, p->duration_s, EV_END, 0, 0);

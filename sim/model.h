@@ -54,6 +54,7 @@ struct user {
 	uint32_t cache_ms;          /* D: the cache entry in cache_pod is valid until */
 	uint32_t cart_ms;           /* cart expiry; <= now: none */
 	uint32_t cart_first_ms;     /* when the cart key was created */
+	uint32_t created_ms;        /* when the session (in Redis) was created */
 	uint32_t addr;
 	uint32_t session_epoch;     /* local: epoch of session_pod when the session was made */
 	uint32_t cache_epoch;
@@ -227,7 +228,7 @@ void pods_fini(struct sim *S);
 /* sessions.c: what a request does to its session; returns the µs it waits
  * for Redis (0 without) */
 double session_serve(struct sim *S, struct user *u, uint32_t uid, int pod);
-void session_drop(struct sim *S, struct user *u);
+void session_drop(struct sim *S, struct user *u, uint32_t uid);
 uint64_t sessions_kill_pod(struct sim *S, int pod);
 
 /* redis.c */

@@ -33,8 +33,11 @@
  * passed when Redis is back.  To know that expiry, each user keeps
  * persisted_ms, updated lazily at its writes: when a user writes and its
  * previous write was durable, the current expiry is the one the durable
- * copy has.  Exact for aof and rdb; for sentinel exact when a user's writes
- * are further apart than repl_lag (think times are seconds, lags 1 s).
+ * copy has.  Exact for aof and rdb.  For sentinel, whose durable point
+ * moves continuously, a session created after it is lost exactly (users
+ * keep created_ms); the expiry a lost refresh leaves is exact when the
+ * user's writes are further apart than repl_lag, and otherwise taken as at
+ * least creation + TTL.
  */
 #include <math.h>
 
@@ -100,6 +103,8 @@ void redis_write(struct sim *S, struct user *u, uint32_t uid, enum sim_write wha
 	} else {
 		if ((int64_t)u->write_ms <= durable_ms(S))
 			u->persisted_ms = u->expiry_ms;     /* what the durable copy holds */
+		if (what == SIM_W_CREATE)
+			u->created_ms = now;
 		u->expiry_ms = now + (uint32_t)(p->session_ttl_s * 1000);
 		u->write_ms = now;
 	}
@@ -125,7 +130,7 @@ void redis_cron(struct sim *S)
 				break;
 			}
 	}
-	push(S, now_s(S) + 0.1, EV_REDIS_CRON, 0, 0);
+	push_at_us(S, S->now + 100000, EV_REDIS_CRON, 0, 0);     /* exact 100 ms steps */
 }
 
 void redis_crash(struct sim *S)
@@ -136,6 +141,7 @@ void redis_crash(struct sim *S)
 	double back = now_s(S) + (p->sentinel ? p->down_after_s + p->failover_s : p->redis_down_s);
 	uint32_t back_ms = (uint32_t)(back * 1000);
 	int64_t durable = durable_ms(S);
+	uint32_t ttl = (uint32_t)(p->session_ttl_s * 1000);
 	uint64_t live = S->live_sessions, at_crash = 0, lost = 0;
 
 	if (!r->up)
@@ -153,7 +159,12 @@ void redis_crash(struct sim *S)
 		if (u->expiry_ms <= now || !(u->flags & U_SESSION))
 			continue;
 		at_crash++;
-		restored = (int64_t)u->write_ms <= durable ? u->expiry_ms : u->persisted_ms;
+		if ((int64_t)u->created_ms > durable)
+			restored = 0;                   /* created after the durable point: not in the copy */
+		else if ((int64_t)u->write_ms <= durable)
+			restored = u->expiry_ms;
+		else    /* a refresh is lost: the copy has an older expiry, at least creation + TTL */
+			restored = u->persisted_ms > u->created_ms + ttl ? u->persisted_ms : u->created_ms + ttl;
 		if ((int64_t)u->write_ms > durable)
 			u->write_ms = durable > 0 ? (uint32_t)durable : 0;     /* the copy's last write */
 		u->expiry_ms = restored;

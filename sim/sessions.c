@@ -160,10 +160,15 @@ double session_serve(struct sim *S, struct user *u, uint32_t uid, int i)
 }
 
 /* The user leaves: its session is no longer a visiting user's. */
-void session_drop(struct sim *S, struct user *u)
+void session_drop(struct sim *S, struct user *u, uint32_t uid)
 {
 	struct pod *pd = S->p->store == STORE_LOCAL ? local_pod(S, u) : NULL;
 
+	if (S->p->trace) {
+		struct sim_trace_write w = { now_s(S), uid, SIM_W_LEAVE, 0 };
+
+		S->p->trace(S->p->trace_ctx, &w);
+	}
 	if (pd && pd->sessions)
 		pd->sessions--;
 	live_del(S, u);

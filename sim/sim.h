@@ -41,7 +41,7 @@ struct sim_save_rule {
 
 /* A Redis write as the server sees it, for tools and tests that check the
  * persistence model against their own calculation (sim_params.trace). */
-enum sim_write { SIM_W_CREATE = 0, SIM_W_REFRESH, SIM_W_CART };
+enum sim_write { SIM_W_CREATE = 0, SIM_W_REFRESH, SIM_W_CART, SIM_W_LEAVE /* not a write: the user left */ };
 struct sim_trace_write {
 	double t_s;
 	uint32_t user;              /* slot of the user: reused after it leaves */
@@ -108,7 +108,7 @@ struct sim_params {
 };
 
 /* Something worth a vertical line on the plot: a crash or a scaling step. */
-#define SIM_MAX_MARKS 128
+#define SIM_MAX_MARKS 1024
 struct sim_mark {
 	double t_s;
 	char what[32];              /* "pod2 crash", "HPA 4->6", "Redis crash", ... */
