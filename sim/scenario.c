@@ -150,8 +150,9 @@ bad:
 	return -EINVAL;
 }
 
-/* Error lines about settings that came from --set ("FILE:0: a.b: msg") are
- * rewritten to name the option: "--set a.b=v: a.b: msg". */
+/* Error lines about settings that came from --set ("FILE:0: a.b: msg", or
+ * sim_check's "a.b: msg" / "a.b (5) ...") are rewritten to name the
+ * option: "--set a.b=v: a.b: msg". */
 static void name_sets(char **err, const char *file, char **sets, int nsets)
 {
 	char prefix[300], *out = NULL, *line, *save = NULL;
@@ -166,18 +167,19 @@ static void name_sets(char **err, const char *file, char **sets, int nsets)
 		char *o;
 		size_t need;
 
-		if (strncmp(line, prefix, plen) == 0)
-			for (int i = 0; i < nsets && !set; i++) {
-				size_t k = strcspn(sets[i], "=");
+		size_t skip = strncmp(line, prefix, plen) == 0 ? plen : 0;
 
-				if (strncmp(line + plen, sets[i], k) == 0 && line[plen + k] == ':')
-					set = sets[i];
-			}
+		for (int i = 0; i < nsets && !set; i++) {
+			size_t k = strcspn(sets[i], "=");
+
+			if (strncmp(line + skip, sets[i], k) == 0 && (line[skip + k] == ':' || line[skip + k] == ' '))
+				set = sets[i];
+		}
 		need = len + strlen(line) + (set ? strlen(set) + 16 : 0) + 2;
 		if (!(o = realloc(out, need)))
 			break;
 		out = o;
-		len += (size_t)(set ? sprintf(out + len, "%s--set %s: %s", len ? "\n" : "", set, line + plen)
+		len += (size_t)(set ? sprintf(out + len, "%s--set %s: %s", len ? "\n" : "", set, line + skip)
 		                    : sprintf(out + len, "%s%s", len ? "\n" : "", line));
 	}
 	if (out) {
@@ -392,6 +394,9 @@ int sim_load_warn(struct sim_params *p, const char *path, char **sets, int nsets
 		snprintf(p->name, sizeof(p->name), "%.*s", (int)strcspn(base, "."), base);
 	}
 	rc = sim_check(p, err, warn);
+	name_sets(err, file, sets, nsets);
+	if (warn)
+		name_sets(warn, file, sets, nsets);
 out:
 	config_destroy(&lc);
 	return rc;

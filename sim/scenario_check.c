@@ -144,10 +144,10 @@ static void check_redis(const struct sim_params *p, char **e, char **w)
 
 static void check_hpa(const struct sim_params *p, char **e)
 {
-	if (!p->hpa)
-		return;
 	if (!(p->hpa_sync_s > 0))
 		add(e, "hpa.sync: must be > 0");
+	if (!p->hpa)
+		return;
 	if (p->hpa_min > p->hpa_max)
 		add(e, "hpa.min (%d) is above hpa.max (%d)", p->hpa_min, p->hpa_max);
 	if (p->hpa_max > SIM_MAX_PODS)
