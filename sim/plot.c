@@ -3,7 +3,7 @@
  *
  * Panels, top to bottom, sharing the time axis: what users saw (miss rate
  * and failed requests, in % of the interval's requests), Redis (commands/s
- * and the server's busy share; only for the Redis stores), and the pods
+ * per second; only for the Redis stores), and the pods
  * (ready, and what the HPA or the deployment wants).  A dashed line marks
  * each crash and scaling step the run recorded; crashes are labelled with
  * the sessions they lost.  Ranges are fitted to the data, a panel without
@@ -70,13 +70,14 @@ static void marks(FILE *f, const struct sim_summary *s, bool labels)
 		        m->t_s, color);
 		if (!labels || s->nmarks > MAX_LABELS)
 			continue;
+		/* labels of marks close in time alternate between two heights */
 		if (m->lost >= 0)
-			fprintf(f, "set label '%s: %lld of %llu lost' at %.1f, graph 0.97 rotate by 90 right "
-			        "offset -0.6,0 font ',9' tc rgb '%s'\n", m->what, (long long)m->lost,
-			        (unsigned long long)m->live, m->t_s, color);
+			fprintf(f, "set label '%s: %lld of %llu lost' at %.1f, graph %.2f rotate by 90 right boxed "
+			        "offset -0.8,0 font ',9' tc rgb '%s' front\n", m->what, (long long)m->lost,
+			        (unsigned long long)m->live, m->t_s, i % 2 ? 0.45 : 0.97, color);
 		else
-			fprintf(f, "set label '%s' at %.1f, graph 0.97 rotate by 90 right offset -0.6,0 font ',9' "
-			        "tc rgb '%s'\n", m->what, m->t_s, color);
+			fprintf(f, "set label '%s' at %.1f, graph %.2f rotate by 90 right boxed offset -0.8,0 font ',9' "
+			        "tc rgb '%s' front\n", m->what, m->t_s, i % 2 ? 0.45 : 0.97, color);
 	}
 }
 
@@ -92,6 +93,7 @@ static void script(FILE *f, const struct sim_params *p, const struct sim_summary
 	fprintf(f, "set multiplot layout %d,1 title 'tether-sim: %s - %s, %s, %.0f s, seed %llu' font ',12'\n",
 	        panels, p->name[0] ? p->name : "scenario", store_name(p->store), p->be.algo->name, p->duration_s,
 	        (unsigned long long)p->seed);
+	fprintf(f, "set style textbox opaque noborder\n");
 	fprintf(f, "set key outside right top vertical Left reverse width 2\nset grid ytics lc rgb '#dddddd'\n"
 	        "set xrange [0:%.0f]\nset lmargin 10\nset rmargin 28\n", p->duration_s);
 	/* users: miss rate and failures, % */
@@ -106,13 +108,13 @@ static void script(FILE *f, const struct sim_params *p, const struct sim_summary
 	fprintf(f, "set offsets 0, 0, 0, 0\nset format y '%%g'\n");
 	if (redis) {
 		marks(f, s, false);
-		fprintf(f, "set ylabel 'commands/s'\nset yrange [0:*]\nset y2range [0:100]\nset y2tics 25 "
-		        "format '%%g%%%%'\nset ytics nomirror\n"
-		        "plot '%s' using 1:($10/%g) skip 1 with lines lw 2 lc rgb '#1e8449' title 'Redis commands/s', "
-		        "'' using 1:($15*100) skip 1 axes x1y2 with lines lc rgb '#7f8c8d' title 'Redis busy (right)'\n"
-		        "unset y2tics\nset ytics mirror\n", csv, p->report_s);
+		fprintf(f, "set ylabel 'commands/s'\nset yrange [0:*]\nset offsets 0, 0, graph 0.1, 0\n"
+		        "plot '%s' using 1:($10/%g) skip 1 with lines lw 2 lc rgb '#1e8449' title 'Redis commands/s'\n"
+		        "set offsets 0, 0, 0, 0\n", csv, p->report_s);
 	}
 	marks(f, s, false);
+	if ((p->hpa ? p->hpa_max : p->pods + p->scale_to) <= 16)
+		fprintf(f, "set ytics 1\n");
 	fprintf(f, "set xlabel 'time (s)'\nset ylabel 'pods'\nset yrange [0:*]\nset offsets 0, 0, 1, 0\n"
 	        "plot '%s' using 1:3 skip 1 with steps lw 2 lc rgb '#2e86c1' title 'pods ready', "
 	        "'' using 1:4 skip 1 with steps dashtype 2 lc rgb '#34495e' title '%s'\n"
