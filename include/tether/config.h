@@ -65,7 +65,7 @@ struct cfg_backend {
 	const struct lb_algo *algo;     /* from `balance`, default roundrobin */
 	struct lb_params params;        /* iphash, cookie secret/fallback, stick, health rules, retries */
 	char cookie_name[64];           /* default "TETHERID" */
-	uint32_t cookie_max_age_s;      /* 0 = session cookie (no Max-Age) */
+	uint64_t cookie_max_age_ms;     /* 0 = session cookie (no Max-Age); sent in whole seconds */
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
 	struct cfg_health health;

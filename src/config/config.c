@@ -10,9 +10,11 @@
  * The backend parser is shared with tether-sim (cfg_parse_backends); the
  * setting readers it uses live in config_read.c.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,64 +23,37 @@
 #include "tether/config.h"
 #include "tether/err.h"
 
-static const char *const global_keys[] = {
-	"workers", "maxconn", "log", "admin", "metrics", "drain_timeout", NULL };
-static const char *const frontend_keys[] = { "name", "bind", "backend", "maxconn", NULL };
-static const char *const top_keys[] = { "global", "frontends", "backends", NULL };
+#define GL(field) .offset = offsetof(struct cfg_global, field), .size = sizeof(((struct cfg_global *)0)->field)
+#define FE(field) .offset = offsetof(struct cfg_frontend, field), .size = sizeof(((struct cfg_frontend *)0)->field)
 
-static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cfg_global *out)
+static void check_workers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                          void *base)
 {
-	const char *path = "global";
-	long long v;
-	uint64_t ms;
+	if (((struct cfg_global *)base)->workers != 1)
+		cfg_error(c, config_setting_get_member(g, f->name), "global.workers",
+		          "only 1 worker is supported in this version");
+}
+
+static void read_metrics(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                         void *base)
+{
+	struct cfg_global *out = base;
 	char buf[256];
 
-	out->workers = 1;
-	out->maxconn = 20000;
-	strcpy(out->log, "stderr");
-	out->drain_timeout_ms = 30000;
-	if (!g)
-		return;
-	if (!cfg_check_group(c, g, path))
-		return;
-	cfg_check_known(c, g, path, global_keys);
-	if (cfg_get_int(c, g, path, "workers", &v, 1, 64) > 0) {
-		if (v != 1)
-			cfg_error(c, config_setting_get_member(g, "workers"), "global.workers",
-			          "only 1 worker is supported in this version");
-		out->workers = (unsigned)v;
-	}
-	if (cfg_get_int(c, g, path, "maxconn", &v, 1, 10000000) > 0)
-		out->maxconn = (unsigned)v;
-	cfg_get_string(c, g, path, "log", out->log, sizeof(out->log));
-	cfg_get_string(c, g, path, "admin", out->admin, sizeof(out->admin));
-	if (cfg_get_string(c, g, path, "metrics", buf, sizeof(buf)) > 0 &&
-	    cfg_parse_addr(buf, &out->metrics) < 0) {
-		cfg_error(c, config_setting_get_member(g, "metrics"), "global.metrics",
+	if (cfg_get_string(c, g, path, f->name, buf, sizeof(buf)) > 0 && cfg_parse_addr(buf, &out->metrics) < 0) {
+		cfg_error(c, config_setting_get_member(g, f->name), "global.metrics",
 		          "\"%s\" is not an address like \"127.0.0.1:9100\"", buf);
 		out->metrics.len = 0;
 	}
-	if (cfg_get_duration(c, g, path, "drain_timeout", &ms, 0, 3600000) > 0)
-		out->drain_timeout_ms = (uint32_t)ms;
 }
 
-static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const char *path,
-                           struct cfg_frontend *out)
+static void read_binds(struct cfg_ctx *c, const config_setting_t *f, const char *path, const struct cfg_field *fd,
+                       void *base)
 {
-	const config_setting_t *binds;
-	long long v;
+	struct cfg_frontend *out = base;
+	const config_setting_t *binds = config_setting_get_member(f, fd->name);
 	char sub[96], buf[160];
 
-	out->line = config_setting_source_line(f);
-	if (!cfg_check_group(c, f, path))
-		return;
-	cfg_check_known(c, f, path, frontend_keys);
-	cfg_get_name(c, f, path, out->name, true);
-	if (cfg_get_string(c, f, path, "backend", out->backend_name, sizeof(out->backend_name)) == 0)
-		cfg_error(c, f, path, "missing \"backend\"");
-	if (cfg_get_int(c, f, path, "maxconn", &v, 0, 10000000) > 0)
-		out->maxconn = (unsigned)v;
-	binds = config_setting_get_member(f, "bind");
 	snprintf(sub, sizeof(sub), "%s.bind", path);
 	if (!binds) {
 		cfg_error(c, f, path, "missing \"bind\"");
@@ -118,6 +93,60 @@ static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const c
 		}
 		out->nbinds++;
 	}
+}
+
+static const struct cfg_field global_fields[] = {
+	{ .name = "workers", .type = CT_INT, GL(workers), .min = 1, .max = 64, .read = check_workers, .flags = CF_FURTHER },
+	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
+	{ .name = "log", .type = CT_STRING, GL(log) },
+	{ .name = "admin", .type = CT_STRING, GL(admin) },
+	{ .name = "metrics", .type = CT_CUSTOM, .read = read_metrics },
+	{ .name = "drain_timeout", .type = CT_DURATION, GL(drain_timeout_ms), .min = 0, .max = 3600000 },
+};
+static const struct cfg_field frontend_fields[] = {
+	{ .name = "name", .type = CT_NAME, FE(name), .flags = CF_REQUIRED },
+	{ .name = "bind", .type = CT_CUSTOM, .read = read_binds },
+	{ .name = "backend", .type = CT_STRING, FE(backend_name), .flags = CF_REQUIRED },
+	{ .name = "maxconn", .type = CT_INT, FE(maxconn), .min = 0, .max = 10000000 },
+};
+static const struct cfg_field top_fields[] = {
+	{ .name = "global", .type = CT_CUSTOM }, { .name = "frontends", .type = CT_CUSTOM },
+	{ .name = "backends", .type = CT_CUSTOM },
+};
+static const struct cfg_group global_group = CFG_GROUP("global", global_fields);
+static const struct cfg_group frontend_group = CFG_GROUP("frontends.[]", frontend_fields);
+
+const struct cfg_group *cfg_schema(void)
+{
+	static struct cfg_group all[16];
+
+	if (!all[0].path) {
+		const struct cfg_group *be = cfg_backend_schema();
+		size_t n = 0;
+
+		all[n++] = global_group;
+		all[n++] = frontend_group;
+		for (; be->path && n < sizeof(all) / sizeof(all[0]) - 1; be++)
+			all[n++] = *be;
+	}
+	return all;
+}
+
+static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cfg_global *out)
+{
+	out->workers = 1;
+	out->maxconn = 20000;
+	strcpy(out->log, "stderr");
+	out->drain_timeout_ms = 30000;
+	if (g)
+		cfg_read_group(c, g, "global", &global_group, out);
+}
+
+static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const char *path,
+                           struct cfg_frontend *out)
+{
+	out->line = config_setting_source_line(f);
+	cfg_read_group(c, f, path, &frontend_group, out);
 }
 
 static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
@@ -197,7 +226,12 @@ static int load(config_t *lc, const char *name, struct tether_config **out, char
 	if (!cfg)
 		return tether_err(err, -ENOMEM, "out of memory");
 	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
-	cfg_check_known(&ctx, root, "", top_keys);
+	{
+		static const struct cfg_group top = CFG_GROUP("", top_fields);
+		const char *known[] = { top.fields[0].name, top.fields[1].name, top.fields[2].name, NULL };
+
+		cfg_check_known(&ctx, root, "", known);
+	}
 	parse_global(&ctx, config_setting_get_member(root, "global"), &cfg->global);
 
 	fl = config_setting_get_member(root, "frontends");
@@ -280,6 +314,71 @@ static int syntax_error(config_t *lc, const char *name, char **err)
 	return tether_err(err, -EINVAL, "%s:%d: syntax error: %s", file, config_error_line(lc), text);
 }
 
+/*
+ * libconfig (1.5, Debian 12) reads an integer literal too large for 32 bits
+ * and without the L suffix by wrapping it silently (4294967296 becomes 0).
+ * Find such literals first and report them; strings and comments are
+ * skipped.  0 or -EINVAL with *err.
+ */
+static int check_int_literals(const char *text, const char *name, char **err)
+{
+	int line = 1;
+
+	for (const char *p = text; *p; p++) {
+		if (*p == '\n') {
+			line++;
+		} else if (*p == '"') {             /* a string, with \" escapes */
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				else if (*p == '\n')
+					line++;
+			}
+			if (!*p)
+				return 0;
+		} else if (*p == '#' || (*p == '/' && p[1] == '/')) {
+			while (p[1] && p[1] != '\n')
+				p++;
+		} else if (*p == '/' && p[1] == '*') {
+			for (p += 2; *p && !(*p == '*' && p[1] == '/'); p++)
+				line += *p == '\n';
+			if (!*p)
+				return 0;
+			p++;
+		} else if (*p >= '0' && *p <= '9' && (p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+		                                                      p[-1] == '.'))) {
+			const char *start = p;
+			unsigned long long v = 0;
+			bool big = false;
+
+			if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+				continue;           /* hexadecimal: rare here, left to libconfig */
+			while (*p >= '0' && *p <= '9') {
+				big |= v > (unsigned long long)INT32_MAX / 10 + 1;
+				v = v * 10 + (unsigned long long)(*p - '0');
+				p++;
+			}
+			big |= v > (unsigned long long)INT32_MAX + (start > text && start[-1] == '-');
+			if (*p == '.' || *p == 'e' || *p == 'E' || *p == 'L')
+				big = false;        /* a float, or a 64-bit literal */
+			if (big) {
+				const char *k = start, *ke;
+
+				while (k > text && (k[-1] == ' ' || k[-1] == '\t' || k[-1] == '=' || k[-1] == ':' ||
+				                    k[-1] == '-'))
+					k--;
+				ke = k;
+				while (k > text && (isalnum((unsigned char)k[-1]) || k[-1] == '_'))
+					k--;
+				return tether_err(err, -EINVAL, "%s:%d: %.*s: %.*s is too large (at most %d)", name, line,
+				                  (int)(ke - k), k, (int)(p - start), start, INT32_MAX);
+			}
+			p--;
+		}
+	}
+	return 0;
+}
+
 /* Parses text (the file's contents or a string) as `name`. */
 static int parse(const char *text, const char *name, struct tether_config **out, char **err)
 {
@@ -290,6 +389,9 @@ static int parse(const char *text, const char *name, struct tether_config **out,
 	if (strncmp(text, "\xef\xbb\xbf", 3) == 0)
 		return tether_err(err, -EINVAL, "%s:1: the file starts with a UTF-8 byte order mark (BOM); "
 		                  "save it without one", name);
+	rc = check_int_literals(text, name, err);
+	if (rc < 0)
+		return rc;
 	config_init(&lc);
 	if (config_read_string(&lc, text) == CONFIG_TRUE)
 		rc = load(&lc, name, out, err);

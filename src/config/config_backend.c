@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <libconfig.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,17 +12,9 @@
 #include "tether/config.h"
 #include "tether/err.h"
 
-static const char *const backend_keys[] = {
-	"name", "balance", "iphash", "cookie", "stick", "timeouts", "retries", "health", "servers", NULL };
-static const char *const iphash_keys[] = { "method", "table_size", "key", "balance_factor", NULL };
-static const char *const cookie_keys[] = { "name", "fallback", "max_age", "secret", "max_head", NULL };
-static const char *const stick_keys[] = { "timeout", "size", NULL };
-static const char *const timeout_keys[] = { "connect", "client", "server", "http_request", NULL };
-static const char *const health_keys[] = {
-	"type", "interval", "timeout", "rise", "fall", "path", "host", "expect", "observe", "on_down", NULL };
-static const char *const server_keys[] = { "name", "address", "weight", "maxconn", "backup", NULL };
-
-#define DAY_MS 86400000ull
+#define DAY_MS 86400000ll
+#define BE(field) .offset = offsetof(struct cfg_backend, field), .size = sizeof(((struct cfg_backend *)0)->field)
+#define SV(field) .offset = offsetof(struct cfg_server, field), .size = sizeof(((struct cfg_server *)0)->field)
 
 /* RFC 6265 cookie-name: a token. */
 static bool is_token(const char *s)
@@ -72,106 +65,58 @@ static void check_params(struct cfg_ctx *c, const config_setting_t *g, const cha
 	free(err);
 }
 
-static void parse_iphash(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct lb_params *p)
+static void read_balance(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                         void *base)
 {
-	static const char *const methods[] = { "maglev", "modulo", NULL };
-	static const char *const keys[] = { "address", "prefix24", NULL };
-	long long v;
-	int e;
+	struct cfg_backend *b = base;
+	char bal[32];
 
-	if (!cfg_check_group(c, g, path))
-		return;
-	cfg_check_known(c, g, path, iphash_keys);
-	if (cfg_get_enum(c, g, path, "method", methods, &e) > 0)
-		p->hash_method = e == 0 ? LB_HASH_MAGLEV : LB_HASH_MODULO;
-	if (cfg_get_enum(c, g, path, "key", keys, &e) > 0)
-		p->hash_key = e == 0 ? LB_KEY_ADDRESS : LB_KEY_PREFIX;
-	/* the algorithm's own rules (prime, limits) are checked by lb_params_validate */
-	if (cfg_get_int(c, g, path, "table_size", &v, 2, UINT32_MAX) > 0)
-		p->table_size = (uint32_t)v;
-	if (cfg_get_int(c, g, path, "balance_factor", &v, 0, UINT32_MAX) > 0)
-		p->balance_factor = (unsigned)v;
+	if (cfg_get_string(c, g, path, f->name, bal, sizeof(bal)) > 0)
+		b->algo = find_algo(c, config_setting_get_member(g, f->name), path, f->name, bal, 0);
 }
 
-static void parse_cookie(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_backend *b)
+static void read_fallback(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                          void *base)
 {
-	long long v;
-	uint64_t ms;
+	struct cfg_backend *b = base;
 	char fb[32];
 
-	if (!cfg_check_group(c, g, path))
-		return;
-	cfg_check_known(c, g, path, cookie_keys);
-	if (cfg_get_string(c, g, path, "name", b->cookie_name, sizeof(b->cookie_name)) > 0 &&
-	    !is_token(b->cookie_name)) {
-		char full[96];
-
-		snprintf(full, sizeof(full), "%s.name", path);
-		cfg_error(c, config_setting_get_member(g, "name"), full, "\"%s\" is not a valid cookie name",
-		          b->cookie_name);
-	}
-	if (cfg_get_string(c, g, path, "fallback", fb, sizeof(fb)) > 0)
-		b->params.fallback = find_algo(c, config_setting_get_member(g, "fallback"), path, "fallback", fb,
+	if (cfg_get_string(c, g, path, f->name, fb, sizeof(fb)) > 0)
+		b->params.fallback = find_algo(c, config_setting_get_member(g, f->name), path, f->name, fb,
 		                               LB_F_NEEDS_HTTP);
-	if (cfg_get_duration(c, g, path, "max_age", &ms, 1000, 400 * DAY_MS) > 0)
-		b->cookie_max_age_s = (uint32_t)(ms / 1000);
-	cfg_get_string(c, g, path, "secret", b->params.cookie_secret, sizeof(b->params.cookie_secret));
-	if (cfg_get_int(c, g, path, "max_head", &v, 512, 65536) > 0)
-		b->peek_max = (uint32_t)v;
 }
 
-static void parse_stick(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct lb_params *p)
+static void check_cookie_name(struct cfg_ctx *c, const config_setting_t *g, const char *path,
+                              const struct cfg_field *f, void *base)
 {
-	long long v;
-	uint64_t ms;
+	struct cfg_backend *b = base;
+	char full[96];
 
-	if (!cfg_check_group(c, g, path))
+	if (is_token(b->cookie_name))
 		return;
-	cfg_check_known(c, g, path, stick_keys);
-	p->stick_size = LB_STICK_SIZE_DEFAULT;
-	if (cfg_get_int(c, g, path, "size", &v, 1, 100000000) > 0)
-		p->stick_size = (uint32_t)v;
-	if (cfg_get_duration(c, g, path, "timeout", &ms, 1000, DAY_MS) > 0)
-		p->stick_timeout_ms = ms;
-}
-
-static void parse_timeouts(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_timeouts *t)
-{
-	uint64_t ms;
-
-	if (!cfg_check_group(c, g, path))
-		return;
-	cfg_check_known(c, g, path, timeout_keys);
-	if (cfg_get_duration(c, g, path, "connect", &ms, 1, 3600000) > 0)
-		t->connect_ms = (uint32_t)ms;
-	if (cfg_get_duration(c, g, path, "client", &ms, 1, 7 * DAY_MS) > 0)
-		t->client_ms = (uint32_t)ms;
-	if (cfg_get_duration(c, g, path, "server", &ms, 1, 7 * DAY_MS) > 0)
-		t->server_ms = (uint32_t)ms;
-	if (cfg_get_duration(c, g, path, "http_request", &ms, 1, 3600000) > 0)
-		t->http_request_ms = (uint32_t)ms;
+	snprintf(full, sizeof(full), "%s.%s", path, f->name);
+	cfg_error(c, config_setting_get_member(g, f->name), full, "\"%s\" is not a valid cookie name", b->cookie_name);
 }
 
 /* expect: 200 (exact) or "2xx" (a class). */
-static void parse_expect(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_health *h)
+static void read_expect(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                        void *base)
 {
-	const config_setting_t *s = config_setting_get_member(g, "expect");
+	struct cfg_health *h = &((struct cfg_backend *)base)->health;
+	const config_setting_t *s = config_setting_get_member(g, f->name);
 	char full[96];
 
-	snprintf(full, sizeof(full), "%s.expect", path);
+	snprintf(full, sizeof(full), "%s.%s", path, f->name);
 	if (!s)
 		return;
 	if (config_setting_type(s) == CONFIG_TYPE_INT) {
 		int v = config_setting_get_int(s);
 
-		if (v < 100 || v > 599) {
-			cfg_error(c, s, full, "must be a status 100..599 or a class such as \"2xx\"");
+		if (v >= 100 && v <= 599) {
+			h->expect_lo = h->expect_hi = v;
 			return;
 		}
-		h->expect_lo = h->expect_hi = v;
-		return;
-	}
-	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+	} else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
 		const char *v = config_setting_get_string(s);
 
 		if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5' && v[1] == 'x' && v[2] == 'x') {
@@ -183,94 +128,123 @@ static void parse_expect(struct cfg_ctx *c, const config_setting_t *g, const cha
 	cfg_error(c, s, full, "must be a status 100..599 or a class such as \"2xx\"");
 }
 
-static void parse_health(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_backend *b)
+static void check_path(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                       void *base)
 {
-	struct cfg_health *h = &b->health;
-	struct hc_params *hc = &b->params.health;
-	static const char *const types[] = { "tcp", "http", NULL };
-	static const char *const on_down[] = { "keep", "close", NULL };
-	long long v;
-	uint64_t ms;
-	int e;
+	char full[96];
 
-	if (!cfg_check_group(c, g, path))
+	if (((struct cfg_backend *)base)->health.path[0] == '/')
 		return;
-	cfg_check_known(c, g, path, health_keys);
-	h->type = CFG_CHECK_TCP;
-	if (cfg_get_enum(c, g, path, "type", types, &e) > 0)
-		h->type = e == 0 ? CFG_CHECK_TCP : CFG_CHECK_HTTP;
-	if (cfg_get_duration(c, g, path, "interval", &ms, 100, 3600000) > 0)
-		hc->interval_ms = (uint32_t)ms;
-	if (cfg_get_duration(c, g, path, "timeout", &ms, 10, 3600000) > 0)
-		hc->timeout_ms = (uint32_t)ms;
-	if (cfg_get_int(c, g, path, "rise", &v, 1, 100) > 0)
-		hc->rise = (unsigned)v;
-	if (cfg_get_int(c, g, path, "fall", &v, 1, 100) > 0)
-		hc->fall = (unsigned)v;
-	cfg_get_string(c, g, path, "path", h->path, sizeof(h->path));
-	if (h->path[0] != '/') {
-		char full[96];
-
-		snprintf(full, sizeof(full), "%s.path", path);
-		cfg_error(c, config_setting_get_member(g, "path"), full, "must start with /");
-	}
-	cfg_get_string(c, g, path, "host", h->host, sizeof(h->host));
-	parse_expect(c, g, path, h);
-	cfg_get_bool(c, g, path, "observe", &b->params.observe);
-	if (cfg_get_enum(c, g, path, "on_down", on_down, &e) > 0)
-		h->on_down = e == 0 ? CFG_ON_DOWN_KEEP : CFG_ON_DOWN_CLOSE;
+	snprintf(full, sizeof(full), "%s.%s", path, f->name);
+	cfg_error(c, config_setting_get_member(g, f->name), full, "must start with /");
 }
 
-static void parse_server(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_server *s)
+static void read_address(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                         void *base)
 {
+	struct cfg_server *s = base;
 	char addr[160], full[112];
-	long long v;
 
-	s->weight = 1;
-	s->line = config_setting_source_line(g);
-	if (!cfg_check_group(c, g, path))
-		return;
-	cfg_check_known(c, g, path, server_keys);
-	cfg_get_name(c, g, path, s->name, true);
-	snprintf(full, sizeof(full), "%s.address", path);
-	switch (cfg_get_string(c, g, path, "address", addr, sizeof(addr))) {
+	snprintf(full, sizeof(full), "%s.%s", path, f->name);
+	switch (cfg_get_string(c, g, path, f->name, addr, sizeof(addr))) {
 	case 0:
 		cfg_error(c, g, path, "missing \"address\"");
 		break;
 	case 1:
 		if (cfg_parse_addr(addr, &s->addr) < 0 || s->addr.ss.ss_family == 0)
-			cfg_error(c, config_setting_get_member(g, "address"), full,
+			cfg_error(c, config_setting_get_member(g, f->name), full,
 			          "\"%s\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"", addr);
 		break;
 	default:
 		break;
 	}
-	if (cfg_get_int(c, g, path, "weight", &v, 0, LB_WEIGHT_MAX) > 0)
-		s->weight = (unsigned)v;
-	if (cfg_get_int(c, g, path, "maxconn", &v, 0, 10000000) > 0)
-		s->maxconn = (unsigned)v;
-	cfg_get_bool(c, g, path, "backup", &s->backup);
 }
 
-/* The defaults of the core (lb_params_default: stick table, health rules,
- * retries) and of the daemon's own settings. */
-static void backend_defaults(struct cfg_backend *b)
+static const char *const methods[] = { "maglev", "modulo", NULL };
+static const int method_values[] = { LB_HASH_MAGLEV, LB_HASH_MODULO };
+static const char *const hash_keys[] = { "address", "prefix24", NULL };
+static const int hash_key_values[] = { LB_KEY_ADDRESS, LB_KEY_PREFIX };
+static const char *const check_types[] = { "tcp", "http", NULL };
+static const int check_type_values[] = { CFG_CHECK_TCP, CFG_CHECK_HTTP };
+static const char *const on_downs[] = { "keep", "close", NULL };
+static const int on_down_values[] = { CFG_ON_DOWN_KEEP, CFG_ON_DOWN_CLOSE };
+
+/* The algorithms' own rules (prime table, balance factor 0 or > 100) are
+ * checked by lb_params_validate: these limits only bound the type. */
+static const struct cfg_field iphash_fields[] = {
+	{ .name = "method", .type = CT_ENUM, BE(params.hash_method), .choices = methods, .values = method_values },
+	{ .name = "table_size", .type = CT_INT, BE(params.table_size), .min = 2, .max = INT32_MAX, .flags = CF_FURTHER },
+	{ .name = "key", .type = CT_ENUM, BE(params.hash_key), .choices = hash_keys, .values = hash_key_values },
+	{ .name = "balance_factor", .type = CT_INT, BE(params.balance_factor), .min = 0, .max = INT32_MAX, .flags = CF_FURTHER },
+};
+static const struct cfg_field cookie_fields[] = {
+	{ .name = "name", .type = CT_STRING, BE(cookie_name), .read = check_cookie_name },
+	{ .name = "fallback", .type = CT_CUSTOM, .read = read_fallback },
+	{ .name = "max_age", .type = CT_DURATION, BE(cookie_max_age_ms), .min = 1000, .max = 400 * DAY_MS },
+	{ .name = "secret", .type = CT_STRING, BE(params.cookie_secret) },
+	{ .name = "max_head", .type = CT_INT, BE(peek_max), .min = 512, .max = 65536 },
+};
+static const struct cfg_field stick_fields[] = {
+	{ .name = "timeout", .type = CT_DURATION, BE(params.stick_timeout_ms), .min = 1000, .max = DAY_MS },
+	{ .name = "size", .type = CT_INT, BE(params.stick_size), .min = 1, .max = 100000000 },
+};
+static const struct cfg_field timeout_fields[] = {
+	{ .name = "connect", .type = CT_DURATION, BE(timeouts.connect_ms), .min = 1, .max = 3600000 },
+	{ .name = "client", .type = CT_DURATION, BE(timeouts.client_ms), .min = 1, .max = 7 * DAY_MS },
+	{ .name = "server", .type = CT_DURATION, BE(timeouts.server_ms), .min = 1, .max = 7 * DAY_MS },
+	{ .name = "http_request", .type = CT_DURATION, BE(timeouts.http_request_ms), .min = 1, .max = 3600000 },
+};
+static const struct cfg_field health_fields[] = {
+	{ .name = "type", .type = CT_ENUM, BE(health.type), .choices = check_types, .values = check_type_values },
+	{ .name = "interval", .type = CT_DURATION, BE(params.health.interval_ms), .min = 100, .max = 3600000 },
+	{ .name = "timeout", .type = CT_DURATION, BE(params.health.timeout_ms), .min = 10, .max = 3600000 },
+	{ .name = "rise", .type = CT_INT, BE(params.health.rise), .min = 1, .max = 100 },
+	{ .name = "fall", .type = CT_INT, BE(params.health.fall), .min = 1, .max = 100 },
+	{ .name = "path", .type = CT_STRING, BE(health.path), .read = check_path },
+	{ .name = "host", .type = CT_STRING, BE(health.host) },
+	{ .name = "expect", .type = CT_CUSTOM, .read = read_expect },
+	{ .name = "observe", .type = CT_BOOL, BE(params.observe) },
+	{ .name = "on_down", .type = CT_ENUM, BE(health.on_down), .choices = on_downs, .values = on_down_values },
+};
+static const struct cfg_field server_fields[] = {
+	{ .name = "name", .type = CT_NAME, SV(name), .flags = CF_REQUIRED },
+	{ .name = "address", .type = CT_CUSTOM, .read = read_address },
+	{ .name = "weight", .type = CT_INT, SV(weight), .min = 0, .max = LB_WEIGHT_MAX },
+	{ .name = "maxconn", .type = CT_INT, SV(maxconn), .min = 0, .max = 10000000 },
+	{ .name = "backup", .type = CT_BOOL, SV(backup) },
+};
+
+static const struct cfg_group iphash_group = CFG_GROUP("backends.[].iphash", iphash_fields);
+static const struct cfg_group cookie_group = CFG_GROUP("backends.[].cookie", cookie_fields);
+static const struct cfg_group stick_group = CFG_GROUP("backends.[].stick", stick_fields);
+static const struct cfg_group timeout_group = CFG_GROUP("backends.[].timeouts", timeout_fields);
+static const struct cfg_group health_group = CFG_GROUP("backends.[].health", health_fields);
+static const struct cfg_group server_group = CFG_GROUP("backends.[].servers.[]", server_fields);
+
+/* A sub-group of a backend: read when present, with its defaults set first. */
+static void read_subgroup(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                          void *base)
 {
-	lb_params_default(&b->params);
-	b->algo = lb_algo_list()[0];
-	strcpy(b->cookie_name, "TETHERID");
-	b->peek_max = 8192;
-	b->timeouts.connect_ms = 5000;
-	b->timeouts.client_ms = 30000;
-	b->timeouts.server_ms = 30000;
-	b->timeouts.http_request_ms = 5000;
-	strcpy(b->health.path, "/health");
-	b->health.expect_lo = 200;
-	b->health.expect_hi = 399;
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	const struct cfg_group *grp = (const struct cfg_group *)f->choices;
+	struct cfg_backend *b = base;
+	char sub[96];
+
+	if (!s)
+		return;
+	snprintf(sub, sizeof(sub), "%s.%s", path, f->name);
+	if (grp == &stick_group)
+		b->params.stick_size = LB_STICK_SIZE_DEFAULT;       /* a stick group turns the table on */
+	if (grp == &health_group)
+		b->health.type = CFG_CHECK_TCP;                     /* a health group turns checks on */
+	cfg_read_group(c, s, sub, grp, b);
 }
 
-static void parse_servers(struct cfg_ctx *c, const config_setting_t *list, const char *path, struct cfg_backend *b)
+static void read_servers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                         void *base)
 {
+	const config_setting_t *list = config_setting_get_member(g, f->name);
+	struct cfg_backend *b = base;
 	char sub[80];
 	int n;
 
@@ -290,47 +264,72 @@ static void parse_servers(struct cfg_ctx *c, const config_setting_t *list, const
 	if (!b->servers)
 		return;
 	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+		struct cfg_server *s = &b->servers[i];
 		char spath[96];
 
 		snprintf(spath, sizeof(spath), "%s.[%d]", sub, i);
-		parse_server(c, config_setting_get_elem(list, (unsigned)i), spath, &b->servers[i]);
+		s->weight = 1;
+		s->line = config_setting_source_line(e);
+		cfg_read_group(c, e, spath, &server_group, s);
 		for (int j = 0; j < i; j++)
-			if (b->servers[i].name[0] && strcmp(b->servers[i].name, b->servers[j].name) == 0)
-				cfg_error_line(c, b->servers[i].line, spath, "server name \"%s\" is used twice in this backend",
-				               b->servers[i].name);
+			if (s->name[0] && strcmp(s->name, b->servers[j].name) == 0)
+				cfg_error_line(c, s->line, spath, "server name \"%s\" is used twice in this backend", s->name);
 	}
 	b->nservers = n;
 }
 
+/* The groups of a backend are fields whose `choices` points at the group. */
+#define SUBGROUP(n, g) { .name = n, .type = CT_CUSTOM, .choices = (const char *const *)&g, .read = read_subgroup }
+static const struct cfg_field backend_fields[] = {
+	{ .name = "name", .type = CT_NAME, BE(name), .flags = CF_REQUIRED },
+	{ .name = "balance", .type = CT_CUSTOM, .read = read_balance },
+	SUBGROUP("iphash", iphash_group),
+	SUBGROUP("cookie", cookie_group),
+	SUBGROUP("stick", stick_group),
+	SUBGROUP("timeouts", timeout_group),
+	{ .name = "retries", .type = CT_INT, BE(params.retries), .min = 0, .max = LB_RETRIES_MAX },
+	SUBGROUP("health", health_group),
+	{ .name = "servers", .type = CT_CUSTOM, .read = read_servers },
+};
+#undef SUBGROUP
+static const struct cfg_group backend_group = CFG_GROUP("backends.[]", backend_fields);
+
+const struct cfg_group *cfg_backend_schema(void)
+{
+	static const struct cfg_group all[] = {
+		CFG_GROUP("backends.[]", backend_fields), CFG_GROUP("backends.[].iphash", iphash_fields),
+		CFG_GROUP("backends.[].cookie", cookie_fields), CFG_GROUP("backends.[].stick", stick_fields),
+		CFG_GROUP("backends.[].timeouts", timeout_fields), CFG_GROUP("backends.[].health", health_fields),
+		CFG_GROUP("backends.[].servers.[]", server_fields), { NULL, NULL, 0 },
+	};
+	return all;
+}
+
+/* The defaults of the core (lb_params_default: stick table, health rules,
+ * retries) and of the daemon's own settings. */
+static void backend_defaults(struct cfg_backend *b)
+{
+	lb_params_default(&b->params);
+	b->algo = lb_algo_list()[0];
+	strcpy(b->cookie_name, "TETHERID");
+	b->peek_max = 8192;
+	b->timeouts.connect_ms = 5000;
+	b->timeouts.client_ms = 30000;
+	b->timeouts.server_ms = 30000;
+	b->timeouts.http_request_ms = 5000;
+	strcpy(b->health.path, "/health");
+	b->health.expect_lo = 200;
+	b->health.expect_hi = 399;
+}
+
 static void parse_backend(struct cfg_ctx *c, const config_setting_t *g, const char *path, struct cfg_backend *b)
 {
-	const config_setting_t *s;
-	char sub[80], bal[32];
-	long long v;
-
 	backend_defaults(b);
 	b->line = config_setting_source_line(g);
-	if (!cfg_check_group(c, g, path))
+	if (!cfg_read_group(c, g, path, &backend_group, b))
 		return;
-	cfg_check_known(c, g, path, backend_keys);
-	cfg_get_name(c, g, path, b->name, true);
-	if (cfg_get_string(c, g, path, "balance", bal, sizeof(bal)) > 0)
-		b->algo = find_algo(c, config_setting_get_member(g, "balance"), path, "balance", bal, 0);
-#define SUBGROUP(key, call) \
-	if ((s = config_setting_get_member(g, key))) { \
-		snprintf(sub, sizeof(sub), "%s.%s", path, key); \
-		call; \
-	}
-	SUBGROUP("iphash", parse_iphash(c, s, sub, &b->params))
-	SUBGROUP("cookie", parse_cookie(c, s, sub, b))
-	SUBGROUP("stick", parse_stick(c, s, sub, &b->params))
-	SUBGROUP("timeouts", parse_timeouts(c, s, sub, &b->timeouts))
-	SUBGROUP("health", parse_health(c, s, sub, b))
-#undef SUBGROUP
-	if (cfg_get_int(c, g, path, "retries", &v, 0, LB_RETRIES_MAX) > 0)
-		b->params.retries = (unsigned)v;
 	check_params(c, g, path, b);
-	parse_servers(c, config_setting_get_member(g, "servers"), path, b);
 	if (!(b->algo->flags & LB_F_WEIGHTS))
 		for (int i = 0; i < b->nservers; i++)
 			if (b->servers[i].weight != 1)

@@ -354,3 +354,74 @@ int cfg_parse_addr(const char *s, struct cfg_addr *a)
 	}
 	return 0;
 }
+
+static void store_uint(void *at, size_t size, uint64_t v)
+{
+	if (size == sizeof(uint64_t))
+		*(uint64_t *)at = v;
+	else
+		*(uint32_t *)at = (uint32_t)v;
+}
+
+/* One typed field; returns what the reader returned (1 = read and valid). */
+static int read_field(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                      void *base)
+{
+	char *at = (char *)base + f->offset;
+	long long v;
+	uint64_t ms;
+	int rc = 0, e;
+
+	switch (f->type) {
+	case CT_INT:
+		rc = cfg_get_int(c, g, path, f->name, &v, f->min, f->max);
+		if (rc > 0)
+			store_uint(at, f->size, (uint64_t)v);
+		break;
+	case CT_DURATION:
+		rc = cfg_get_duration(c, g, path, f->name, &ms, (uint64_t)f->min, (uint64_t)f->max);
+		if (rc > 0)
+			store_uint(at, f->size, ms);
+		break;
+	case CT_BOOL:
+		rc = cfg_get_bool(c, g, path, f->name, (bool *)at);
+		break;
+	case CT_STRING:
+		rc = cfg_get_string(c, g, path, f->name, at, f->size);
+		break;
+	case CT_ENUM:
+		rc = cfg_get_enum(c, g, path, f->name, f->choices, &e);
+		if (rc > 0)
+			*(int *)at = f->values ? f->values[e] : e;
+		break;
+	case CT_NAME:
+		return cfg_get_name(c, g, path, at, f->flags & CF_REQUIRED);
+	case CT_CUSTOM:
+		f->read(c, g, path, f, base);
+		return 1;
+	}
+	if (rc == 0 && (f->flags & CF_REQUIRED))
+		cfg_error(c, g, path, "missing \"%s\"", f->name);
+	return rc;
+}
+
+bool cfg_read_group(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_group *grp,
+                    void *base)
+{
+	const char *known[48];
+
+	if (!cfg_check_group(c, g, path))
+		return false;
+	for (size_t i = 0; i < grp->nfields && i < sizeof(known) / sizeof(known[0]) - 1; i++)
+		known[i] = grp->fields[i].name;
+	known[grp->nfields < sizeof(known) / sizeof(known[0]) - 1 ? grp->nfields : sizeof(known) / sizeof(known[0]) - 1] =
+		NULL;
+	cfg_check_known(c, g, path, known);
+	for (size_t i = 0; i < grp->nfields; i++) {
+		const struct cfg_field *f = &grp->fields[i];
+
+		if (read_field(c, g, path, f, base) > 0 && f->type != CT_CUSTOM && f->read)
+			f->read(c, g, path, f, base);       /* an extra check of the value read */
+	}
+	return true;
+}

@@ -43,4 +43,59 @@ int cfg_get_duration(struct cfg_ctx *c, const config_setting_t *g, const char *p
 /* A `name` member: 1..63 characters from [A-Za-z0-9._-]; required ones are reported when absent. */
 int cfg_get_name(struct cfg_ctx *c, const config_setting_t *g, const char *path, char out[64], bool required);
 
+/*
+ * The schema: every setting of a group is one row of a table, which gives
+ * its type, its limits and where its value goes.  The loader reads a group
+ * by walking its table (cfg_read_group), the list of known names (for
+ * "unknown setting ... did you mean") is the table itself, and the tests
+ * check every numeric setting's limits from the same rows (cfg_schema).
+ */
+enum cfg_type {
+	CT_INT,         /* integer min..max; stored in `size` bytes (unsigned 4 or 8) */
+	CT_DURATION,    /* "500ms", "2s", ... min..max milliseconds; stored like CT_INT */
+	CT_BOOL,
+	CT_STRING,      /* stored in a char[size] */
+	CT_ENUM,        /* one of choices; stored as an int: values[i], or i */
+	CT_NAME,        /* 1..63 characters from [A-Za-z0-9._-], into a char[64] */
+	CT_CUSTOM,      /* read by `read` (a list, an address, a nested group...) */
+};
+
+#define CF_REQUIRED 0x1u        /* absent is an error */
+#define CF_FURTHER  0x2u        /* limits are necessary, not sufficient: checked further */
+
+struct cfg_field;
+/* Reads field f of group g (at path) into the object at base. */
+typedef void (*cfg_read_fn)(struct cfg_ctx *c, const config_setting_t *g, const char *path,
+                            const struct cfg_field *f, void *base);
+
+struct cfg_field {
+	const char *name;
+	enum cfg_type type;
+	size_t offset;                  /* of the value in the object filled */
+	size_t size;
+	long long min, max;             /* CT_INT, CT_DURATION */
+	const char *const *choices;     /* CT_ENUM, NULL-terminated */
+	const int *values;              /* CT_ENUM: stored values, NULL = the index */
+	cfg_read_fn read;               /* CT_CUSTOM; or an extra check after a typed read */
+	unsigned flags;                 /* CF_* */
+};
+
+/* A table of fields: a group of the file.  `path` names where it is, with
+ * [] for "each element of a list" ("backends.[].health"). */
+struct cfg_group {
+	const char *path;
+	const struct cfg_field *fields;
+	size_t nfields;
+};
+#define CFG_GROUP(p, table) { p, table, sizeof(table) / sizeof(table[0]) }
+
+/* Checks that g is a group, reports its unknown members, and reads every
+ * field of grp into base.  False when g is not a group. */
+bool cfg_read_group(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_group *grp,
+                    void *base);
+/* Every group of the balancer's configuration, NULL path terminated. */
+const struct cfg_group *cfg_schema(void);
+/* The backend groups (config_backend.c), NULL path terminated. */
+const struct cfg_group *cfg_backend_schema(void);
+
 #endif

@@ -107,7 +107,7 @@ bool send_injecting(struct conn *cn, const char *buf, size_t n)
 		return false;
 	if (ins) {
 		hlen = http_format_set_cookie(hdr, sizeof(hdr), cn->be->cfg.cookie_name, cn->srv->lb.cookie,
-		                              cn->be->cfg.cookie_max_age_s);
+		                              (unsigned)(cn->be->cfg.cookie_max_age_ms / 1000));
 		if (hlen > 0 && !send_to(cn, &cn->c, hdr, (size_t)hlen))
 			return false;
 	}
