@@ -69,6 +69,7 @@ struct cfg_backend {
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
 	struct cfg_health health;
+	int send_proxy;                 /* PROXY protocol version written to servers: 0 (none), 1 or 2 */
 	struct cfg_server *servers;
 	int nservers;
 	int line;
@@ -81,6 +82,8 @@ struct cfg_frontend {
 	char backend_name[LB_NAME_MAX];
 	int backend;                    /* index into config->backends */
 	unsigned maxconn;               /* 0 = only the global limit */
+	bool accept_proxy;              /* a PROXY v1/v2 header starts every connection */
+	uint32_t proxy_timeout_ms;      /* to receive it; default 5s */
 	int line;
 };
 

@@ -108,6 +108,8 @@ static const struct cfg_field frontend_fields[] = {
 	{ .name = "bind", .type = CT_CUSTOM, .read = read_binds },
 	{ .name = "backend", .type = CT_STRING, FE(backend_name), .flags = CF_REQUIRED },
 	{ .name = "maxconn", .type = CT_INT, FE(maxconn), .min = 0, .max = 10000000 },
+	{ .name = "accept_proxy", .type = CT_BOOL, FE(accept_proxy) },
+	{ .name = "proxy_timeout", .type = CT_DURATION, FE(proxy_timeout_ms), .min = 100, .max = 600000 },
 };
 static const struct cfg_field top_fields[] = {
 	{ .name = "global", .type = CT_CUSTOM }, { .name = "frontends", .type = CT_CUSTOM },
@@ -146,6 +148,7 @@ static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const c
                            struct cfg_frontend *out)
 {
 	out->line = config_setting_source_line(f);
+	out->proxy_timeout_ms = 5000;
 	cfg_read_group(c, f, path, &frontend_group, out);
 }
 

@@ -168,6 +168,8 @@ static const char *const check_types[] = { "tcp", "http", NULL };
 static const int check_type_values[] = { CFG_CHECK_TCP, CFG_CHECK_HTTP };
 static const char *const on_downs[] = { "keep", "close", NULL };
 static const int on_down_values[] = { CFG_ON_DOWN_KEEP, CFG_ON_DOWN_CLOSE };
+static const char *const proxy_versions[] = { "v1", "v2", NULL };
+static const int proxy_version_values[] = { 1, 2 };
 
 /* The algorithms' own rules (prime table, balance factor 0 or > 100) are
  * checked by lb_params_validate: these limits only bound the type. */
@@ -290,6 +292,7 @@ static const struct cfg_field backend_fields[] = {
 	SUBGROUP("timeouts", timeout_group),
 	{ .name = "retries", .type = CT_INT, BE(params.retries), .min = 0, .max = LB_RETRIES_MAX },
 	SUBGROUP("health", health_group),
+	{ .name = "send_proxy", .type = CT_ENUM, BE(send_proxy), .choices = proxy_versions, .values = proxy_version_values },
 	{ .name = "servers", .type = CT_CUSTOM, .read = read_servers },
 };
 #undef SUBGROUP

@@ -301,6 +301,14 @@ class Tether:
         out = subprocess.run([TETHER, "-x", sock, cmd], capture_output=True, text=True, timeout=10)
         return out.returncode, out.stdout
 
+    def state(self, server):
+        """The state (UP, DOWN, DRAIN, MAINT) `show servers` gives server, or None."""
+        for line in self.admin("show servers")[1].splitlines():
+            f = line.split()
+            if f and f[0] == server:
+                return f[2]
+        return None
+
 
 def connect(port, src=None, timeout=5):
     s = socket.socket()
@@ -375,10 +383,13 @@ def read_http(s):
 class Pod:
     """A real tether-pod on a free loopback port, listening once constructed."""
 
-    def __init__(self, name, *args):
+    def __init__(self, name, *args, capture=False):
+        """capture: stderr goes to a file, read with logtext()."""
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([POD, "--name", name, "--listen", self.addr, *args])
+        self.log = tempfile.NamedTemporaryFile(prefix="pod-", suffix=".log") if capture else None
+        self.proc = subprocess.Popen([POD, "--name", name, "--listen", self.addr, *args],
+                                     stderr=self.log.fileno() if capture else None)
         if not wait_for(self._listening, 5):
             self.stop()
             raise AssertionError(f"tether-pod {name} did not listen on {self.addr}")
@@ -389,6 +400,21 @@ class Pod:
             return True
         except OSError:
             return False
+
+    def logtext(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stats(self, proxy=False):
+        """GET /stats; proxy: after a PROXY v2 LOCAL header (--proxy-protocol)."""
+        import json
+        s = connect(self.port)
+        try:
+            pre = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00" if proxy else b""
+            s.sendall(pre + b"GET /stats HTTP/1.1\r\nHost: pod\r\n\r\n")
+            return json.loads(read_http(s)[2])
+        finally:
+            s.close()
 
     def stop(self):
         self.proc.terminate()

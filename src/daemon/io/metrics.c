@@ -51,6 +51,7 @@ static double g_uptime(const struct t_worker *w) { return ev_now(w->loop) - w->r
 static double g_maxconn(const struct t_worker *w) { return w->rt->gen->cfg->global.maxconn; }
 static uint64_t f_total(const struct t_frontend *f) { return f->connections_total; }
 static uint64_t f_active(const struct t_frontend *f) { return f->active; }
+static uint64_t f_proxy_err(const struct t_frontend *f) { return f->proxy_errors_total; }
 static uint64_t b_retries(const struct t_backend *b) { return b->retries_total; }
 static uint64_t b_noserver(const struct t_backend *b) { return b->no_server_total; }
 static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
@@ -75,6 +76,8 @@ static const struct metric metrics[] = {
 	{ "tether_uptime_seconds", "gauge", "Seconds since tether started.", SC_GLOBAL, .global = g_uptime },
 	{ "tether_frontend_connections_total", "counter", "Client connections accepted.", SC_FRONTEND, .fe = f_total },
 	{ "tether_frontend_active_connections", "gauge", "Client connections open now.", SC_FRONTEND, .fe = f_active },
+	{ "tether_frontend_proxy_errors_total", "counter",
+	  "accept_proxy: connections closed for a malformed, cut or late PROXY header.", SC_FRONTEND, .fe = f_proxy_err },
 	{ "tether_retries_total", "counter", "Connects retried on another server after a failure.", SC_BACKEND,
 	  .be = b_retries },
 	{ "tether_backend_no_server_total", "counter", "Client connections closed because no server was usable.",
@@ -156,9 +159,10 @@ static void json(struct t_worker *w, struct sbuf *o)
 	          (unsigned long long)rt->reloads_total, (unsigned long long)rt->reload_failures_total,
 	          rt_generations(rt));
 	for (int i = 0; i < g->nfe; i++)
-		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
-		          i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
-		          (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active);
+		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u,"
+		          "\"proxy_errors_total\":%llu}", i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
+		          (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active,
+		          (unsigned long long)g->fe[i]->proxy_errors_total);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;

@@ -3,7 +3,8 @@
  * the core's outcome policy, connect without blocking, retry another
  * server after a failed connect, relay (relay.c), time out, close.
  *
- *   ST_HEAD (cookie mode: reading the request head, proxy_http.c)
+ *   ST_PROXY (accept_proxy: reading the client's PROXY header, proxy_pp.c)
+ *     -> ST_HEAD (cookie mode: reading the request head, proxy_http.c)
  *     -> ST_CONNECTING (lb_attempt chose a server; connect in progress)
  *          -- failed: rt_attempt_failed, lb_attempt again or give up
  *     -> ST_RELAY (both directions until both ended, a reset or a timeout)
@@ -33,6 +34,7 @@ const char *t_end_name(enum t_end e)
 		[END_CLIENT_RESET] = "client-reset", [END_SERVER_RESET] = "server-reset",
 		[END_SHUTDOWN] = "shutdown", [END_SERVER_DOWN] = "server-down",
 		[END_HEAD_TIMEOUT] = "request-timeout", [END_ERROR] = "error",
+		[END_PROXY_INVALID] = "proxy-invalid", [END_PROXY_TIMEOUT] = "proxy-timeout",
 	};
 	return names[e];
 }
@@ -142,6 +144,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_tstamp cdl, sdl;
 
 	switch (cn->state) {
+	case ST_PROXY:
+		if (now - cn->start >= cn->fe->cfg.proxy_timeout_ms / 1000.0) {
+			cn->fe->proxy_errors_total++;
+			conn_close(cn, END_PROXY_TIMEOUT, false);
+			return;
+		}
+		next = cn->start + cn->fe->cfg.proxy_timeout_ms / 1000.0;
+		break;
 	case ST_HEAD:
 		/* no complete head in time: route what we have by fallback */
 		if (now - cn->start >= to->http_request_ms / 1000.0) {
@@ -194,6 +204,8 @@ static void connected(struct conn *cn)
 	cn->c.last = cn->s.last = ev_now(loop);
 	io_stop(&cn->s, IO_W);
 	if (!io_start(cn, &cn->s, IO_R) || !io_start(cn, &cn->c, IO_R))
+		return;
+	if (cn->be->cfg.send_proxy && !pp_send(cn))
 		return;
 	if (peeked && !head_forward(cn))
 		return;
@@ -280,7 +292,9 @@ static void side_event(struct poll_item *it, uint32_t e)
 	if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		sd->rd_ready = true;
 	if (sd->rd_ready && (sd->want & IO_R)) {
-		if (cn->state == ST_HEAD)
+		if (cn->state == ST_PROXY)
+			pp_read(cn);
+		else if (cn->state == ST_HEAD)
 			head_read(cn);
 		else
 			pump(cn, sd);
@@ -321,7 +335,19 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 	fe->active++;
 	fe->connections_total++;
 	w->rt->active++;
+	if (fe->cfg.accept_proxy) {
+		cn->state = ST_PROXY;
+		if (io_start(cn, &cn->c, IO_R))
+			arm_timer(cn, fe->cfg.proxy_timeout_ms / 1000.0);
+		return;
+	}
+	conn_route(cn);
+}
+
+void conn_route(struct conn *cn)
+{
 	if (!(cn->be->pool.algo->flags & LB_F_NEEDS_HTTP)) {
+		io_stop(&cn->c, IO_R);          /* read again once connected */
 		connect_start(cn);
 		return;
 	}
@@ -331,8 +357,11 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 		return;
 	}
 	cn->state = ST_HEAD;
-	if (io_start(cn, &cn->c, IO_R))
-		arm_timer(cn, cn->be->cfg.timeouts.http_request_ms / 1000.0);
+	if (!io_start(cn, &cn->c, IO_R))
+		return;
+	arm_timer(cn, cn->be->cfg.timeouts.http_request_ms / 1000.0);
+	if (cn->c.rd_ready)             /* bytes behind a PROXY header: no new edge will tell */
+		head_read(cn);
 }
 
 void proxy_close_all(struct t_worker *w, enum t_end why)

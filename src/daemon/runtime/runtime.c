@@ -269,8 +269,10 @@ struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char *
 		f->gen = g;
 		f->be = byidx[cfg->frontends[i].backend];
 		for (int a = 0; rt->gen && a < rt->gen->nfe; a++)  /* counters carry over by name */
-			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0)
+			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0) {
 				f->connections_total = rt->gen->fe[a]->connections_total;
+				f->proxy_errors_total = rt->gen->fe[a]->proxy_errors_total;
+			}
 		for (int j = 0; j < f->cfg.nbinds; j++) {
 			f->ls[j].fd = -1;
 			f->ls[j].addr = f->cfg.binds[j];

@@ -112,6 +112,7 @@ struct t_frontend {
 	struct t_backend *be;           /* of the same generation */
 	struct t_listener *ls;          /* cfg.nbinds of them */
 	uint64_t connections_total;
+	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late */
 	unsigned active;
 };
 
