@@ -5,7 +5,10 @@
 # HAProxy and keeps raw wrk output in bench/results/.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both]
-#                    [--only tether,haproxy,nginx,direct] [--baseline REV]
+#                    [--only tether,nolog,haproxy,nginx,direct] [--baseline REV]
+#
+# nolog is tether with log = "off": tether's ratios against it are what
+# logging one text line per connection to a file costs (printed per setup).
 #
 # --baseline REV also builds tether as it was at git revision REV (in a
 # temporary worktree) and runs it as proxy "base" beside the others, then
@@ -26,7 +29,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000 setups="pinned shared" baseline=""
+runs=5 dur=8 only="direct,tether,nolog,haproxy,nginx" idle=2000 setups="pinned shared" baseline=""
 usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST] [--baseline REV]"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -59,7 +62,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 PO=19084
 if [ -n "$baseline" ]; then
 	git worktree add --detach "$work/base" "$baseline" >/dev/null 2>&1 ||
 		{ echo "bench: cannot check out $baseline" >&2; exit 2; }
@@ -113,6 +116,11 @@ if [ -n "$baseline" ]; then
 	sed "s/127.0.0.1:$PT/127.0.0.1:$PB/; s|$work/tether.log|$work/base.log|" "$work/tether.conf" > "$work/base.conf"
 	"$work/base/build/src/tether" -c "$work/base.conf" & pids="$pids $!"; bpid=$!
 fi
+opid=""
+case ",$only," in *,nolog,*)
+	sed "s/127.0.0.1:$PT/127.0.0.1:$PO/; s|log = \"$work/tether.log\"|log = \"off\"|" "$work/tether.conf" > "$work/nolog.conf"
+	"$build/src/tether" -c "$work/nolog.conf" & pids="$pids $!"; opid=$! ;;
+esac
 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
 sleep 1
@@ -132,7 +140,7 @@ cpu_ticks() { # PID -> user + system clock ticks used so far
 place() {
 	if [ "$1" = pinned ]; then back=0 prox=1 wrkcpu=0; else back=0,1 prox=0,1 wrkcpu=0,1; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
-	for p in $tpid $bpid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+	for p in $tpid $bpid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
 
 # one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
@@ -181,13 +189,15 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 }
 
 port_of() {
-	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;; esac
+	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;;
+	nolog) echo $PO ;; esac
 }
 pid_of() {
 	case $1 in
 	direct) echo "" ;;
 	tether) echo $tpid ;;
 	base) echo $bpid ;;
+	nolog) echo $opid ;;
 	haproxy) echo $hpid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
 	       pgrep -P "$p" | head -1 || echo "$p" ;;     # the worker is the child of the master
@@ -195,7 +205,7 @@ pid_of() {
 }
 
 who_list=""
-for who in direct tether base haproxy nginx; do
+for who in direct tether nolog base haproxy nginx; do
 	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
@@ -265,9 +275,16 @@ for setup in $setups; do
 			"$(figure $setup $who close p50)" "$(figure $setup $who close p99)" "$mem" \
 			"$(figure $setup $who keepalive cpu)" "$(figure $setup $who close cpu)" | tee -a "$results/$setup/table.txt"
 	done
+	case " $who_list " in *" nolog "*)
+		printf '  tether (text log to a file) against nolog (log = "off"): keepalive %s  newconn %s  p99(ka) %s  p99(new) %s  cpu/req ka %s new %s\n' \
+			"$(paired $setup tether keepalive rps nolog)" "$(paired $setup tether close rps nolog)" \
+			"$(paired $setup tether keepalive p99 nolog)" "$(paired $setup tether close p99 nolog)" \
+			"$(paired $setup tether keepalive cpu nolog)" "$(paired $setup tether close cpu nolog)" |
+			tee -a "$results/$setup/ratios.txt" ;;
+	esac
 	case " $who_list " in *" haproxy "*) ;; *) continue ;; esac
 	echo "ratios against HAProxy, median of the per-round ratios (higher is better for rates, lower for the rest):" |
-		tee "$results/$setup/ratios.txt"
+		tee -a "$results/$setup/ratios.txt"
 	for who in $who_list; do
 		[ $who = haproxy ] || [ $who = direct ] && continue
 		eval "mem=\$mem_$who"

@@ -90,7 +90,10 @@ struct cfg_frontend {
 struct cfg_global {
 	unsigned workers;               /* default 1 */
 	unsigned maxconn;               /* default 20000 */
-	char log[256];                  /* "stderr" (default) or a path */
+	char log[256];                  /* "stderr" (default), "off", "syslog" or a file path */
+	int log_format;                 /* 0 text (default), 1 json */
+	char log_syslog[108];           /* "syslog": its unix socket, default "/dev/log" */
+	int log_facility;               /* "syslog": default 3 (daemon) */
 	char admin[108];                /* unix socket path, "" = none */
 	struct cfg_addr metrics;        /* metrics.len == 0: none */
 	uint32_t drain_timeout_ms;      /* default 30s */

@@ -95,10 +95,37 @@ static void read_binds(struct cfg_ctx *c, const config_setting_t *f, const char 
 	}
 }
 
+static const char *const log_formats[] = { "text", "json", NULL };
+static const char *const facilities[] = { "user", "daemon", "local0", "local1", "local2", "local3", "local4",
+                                          "local5", "local6", "local7", NULL };
+static const int facility_values[] = { 1, 3, 16, 17, 18, 19, 20, 21, 22, 23 };
+static const struct cfg_field log_fields[] = {
+	{ .name = "target", .type = CT_STRING, GL(log), .flags = CF_REQUIRED },
+	{ .name = "format", .type = CT_ENUM, GL(log_format), .choices = log_formats },
+	{ .name = "syslog_socket", .type = CT_STRING, GL(log_syslog) },
+	{ .name = "facility", .type = CT_ENUM, GL(log_facility), .choices = facilities, .values = facility_values },
+};
+static const struct cfg_group log_group = CFG_GROUP("global.log", log_fields);
+
+/* log = "stderr" | "off" | "syslog" | FILE, or a group { target = ...; format = ...; } */
+static void read_log(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                     void *base)
+{
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	struct cfg_global *out = base;
+
+	if (s && config_setting_type(s) == CONFIG_TYPE_GROUP)
+		cfg_read_group(c, s, "global.log", &log_group, out);
+	else
+		cfg_get_string(c, g, path, f->name, out->log, sizeof(out->log));
+	if (!out->log[0])
+		cfg_error(c, s, "global.log", "must name a target: \"stderr\", \"off\", \"syslog\" or a file");
+}
+
 static const struct cfg_field global_fields[] = {
 	{ .name = "workers", .type = CT_INT, GL(workers), .min = 1, .max = 64, .read = check_workers, .flags = CF_FURTHER },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
-	{ .name = "log", .type = CT_STRING, GL(log) },
+	{ .name = "log", .type = CT_CUSTOM, .read = read_log },
 	{ .name = "admin", .type = CT_STRING, GL(admin) },
 	{ .name = "metrics", .type = CT_CUSTOM, .read = read_metrics },
 	{ .name = "drain_timeout", .type = CT_DURATION, GL(drain_timeout_ms), .min = 0, .max = 3600000 },
@@ -127,6 +154,7 @@ const struct cfg_group *cfg_schema(void)
 		size_t n = 0;
 
 		all[n++] = global_group;
+		all[n++] = log_group;
 		all[n++] = frontend_group;
 		for (; be->path && n < sizeof(all) / sizeof(all[0]) - 1; be++)
 			all[n++] = *be;
@@ -139,6 +167,8 @@ static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cf
 	out->workers = 1;
 	out->maxconn = 20000;
 	strcpy(out->log, "stderr");
+	strcpy(out->log_syslog, "/dev/log");
+	out->log_facility = 3;
 	out->drain_timeout_ms = 30000;
 	if (g)
 		cfg_read_group(c, g, "global", &global_group, out);

@@ -34,6 +34,21 @@ static void server_down(void *arg, struct t_server *s)
 	proxy_close_server(&t->w, s);
 }
 
+/* Logs where and how global.log says. */
+static int open_log(struct tether *t, const struct cfg_global *gl, char **err)
+{
+	const struct log_target lt = { .where = gl->log, .format = (enum log_format)gl->log_format,
+	                               .syslog_socket = gl->log_syslog, .facility = gl->log_facility };
+
+	return log_open_target(&t->log, &lt, err);
+}
+
+static bool same_log(const struct cfg_global *a, const struct cfg_global *b)
+{
+	return strcmp(a->log, b->log) == 0 && a->log_format == b->log_format &&
+	       strcmp(a->log_syslog, b->log_syslog) == 0 && a->log_facility == b->log_facility;
+}
+
 /* Builds a generation for cfg and opens its listeners; NULL with *err. */
 static struct t_gen *prepare(struct tether *t, struct tether_config *cfg, char **err)
 {
@@ -79,7 +94,7 @@ void tether_reload(struct tether *t)
 		free(err);      /* prepare() owned cfg and freed it; cfg_load() sets none on failure */
 		return;
 	}
-	if (strcmp(g->cfg->global.log, rt->gen->cfg->global.log) != 0 && log_open(&t->log, g->cfg->global.log, &err) < 0) {
+	if (!same_log(&g->cfg->global, &rt->gen->cfg->global) && open_log(t, &g->cfg->global, &err) < 0) {
 		log_printf(&t->log, "reload: %s (keeping the previous log)", err);
 		free(err);
 	}
@@ -178,7 +193,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	rt_init(&t->rt, &t->log, path, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t);
 	t->rt.hooks = (struct rt_hooks){ .server_down = server_down, .arg = t };
 	rc = lb_registry_check(err);
-	if (rc < 0 || (rc = log_open(&t->log, gl->log, err)) < 0 || (rc = worker_init(&t->w, t->loop, &t->rt, err)) < 0) {
+	if (rc < 0 || (rc = open_log(t, gl, err)) < 0 || (rc = worker_init(&t->w, t->loop, &t->rt, err)) < 0) {
 		cfg_free(cfg);
 		return rc;
 	}

@@ -213,8 +213,9 @@ class Blackhole:
         self.sock.close()
 
 
-def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=None, frontend_extra=""):
-    """servers: list of (name, addr) or (name, addr, extra)."""
+def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=None, frontend_extra="",
+         log='"stderr"'):
+    """servers: list of (name, addr) or (name, addr, extra); log: the value of global.log."""
     port = port or free_port()
     lines = []
     for s in servers:
@@ -222,7 +223,7 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
         lines.append(f'{{ name = "{s[0]}"; address = "{s[1]}"; {extra} }}')
     if "drain_timeout" not in global_extra:
         global_extra += ' drain_timeout = "5s";'     # bounds stop() in every test
-    text = (f"global = {{ log = \"stderr\"; {global_extra} }};\n"
+    text = (f"global = {{ log = {log}; {global_extra} }};\n"
             f"frontends = ( {{ name = \"fe\"; bind = [ \"127.0.0.1:{port}\" ]; backend = \"be\"; {frontend_extra} }} );\n"
             f"backends = ( {{ name = \"be\"; balance = \"{balance}\"; {backend_extra}\n"
             f"  servers = ( {', '.join(lines)} ); }} );\n")

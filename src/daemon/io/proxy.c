@@ -97,11 +97,17 @@ void conn_close(struct conn *cn, enum t_end why, bool reset)
 	ev_timer_stop(w->loop, &cn->timer);
 	side_close(&cn->c, reset);
 	side_close(&cn->s, reset);
-	client_text(cn, client, sizeof(client));
-	log_printf(w->log, "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", client,
-	           cn->fe->cfg.name, cn->be->cfg.name, cn->srv ? cn->srv->lb.name : "-",
-	           cn->srv ? (double)cn->connect_ms : -1.0, (ev_now(w->loop) - cn->start) * 1000.0,
-	           (unsigned long long)cn->bytes_in, (unsigned long long)cn->bytes_out, t_end_name(why));
+	if (log_enabled(w->log)) {
+		struct log_conn lc = {
+			.client = client, .frontend = cn->fe->cfg.name, .backend = cn->be->cfg.name,
+			.server = cn->srv ? cn->srv->lb.name : NULL, .connect_ms = cn->connect_ms,
+			.duration_ms = (ev_now(w->loop) - cn->start) * 1000.0, .bytes_in = cn->bytes_in,
+			.bytes_out = cn->bytes_out, .end = t_end_name(why),
+		};
+
+		client_text(cn, client, sizeof(client));
+		log_conn(w->log, &lc);
+	}
 	if (cn->srv) {
 		srv_conn_end(cn->srv);  /* may free a deleted server */
 		cn->srv = NULL;

@@ -280,11 +280,14 @@ static void test_shipped_files(void **unused)
 static void config_with(char *out, size_t cap, const char *path, const char *setting)
 {
 	const char *glob = "", *fe = "", *be = "", *srv = "", *sub = NULL;
-	char subtext[256] = "";
+	char subtext[256] = "", logtext[256];
 
-	if (strcmp(path, "global") == 0)
+	if (strcmp(path, "global") == 0) {
 		glob = setting;
-	else if (strcmp(path, "frontends.[]") == 0)
+	} else if (strcmp(path, "global.log") == 0) {
+		snprintf(logtext, sizeof(logtext), "log = { target = \"stderr\"; %s };", setting);
+		glob = logtext;
+	} else if (strcmp(path, "frontends.[]") == 0)
 		fe = setting;
 	else if (strcmp(path, "backends.[]") == 0)
 		be = setting;
