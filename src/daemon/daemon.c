@@ -126,7 +126,7 @@ void tether_drain(struct tether *t, const char *why)
 	listeners_close(rt->gen);
 	ev_timer_stop(t->loop, &t->w.accept_timer);
 	ctl_stop(&t->admin);
-	ctl_stop(&t->metrics);
+	metrics_stop(&t->metrics);
 	checks_stop(rt->gen);
 	if (rt->active == 0) {
 		ev_break(t->loop, EVBREAK_ALL);
@@ -183,7 +183,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 
 	memset(t, 0, sizeof(*t));
 	t->flags = flags;
-	t->admin.fd = t->metrics.fd = -1;
+	t->admin.fd = t->metrics.cs.fd = -1;
 	log_init(&t->log);
 	t->loop = (flags & TETHER_SIGNALS) ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
 	if (!t->loop) {
@@ -236,7 +236,7 @@ void tether_free(struct tether *t)
 		listeners_close(t->rt.gen);
 	}
 	ctl_stop(&t->admin);
-	ctl_stop(&t->metrics);
+	metrics_stop(&t->metrics);
 	worker_fini(&t->w);             /* closes and frees every connection */
 	if (t->flags & TETHER_SIGNALS)
 		signals(t, false);

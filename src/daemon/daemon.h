@@ -12,6 +12,7 @@
 
 #include "ctl.h"
 #include "log.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "tether/config.h"
 #include "worker.h"
@@ -25,7 +26,8 @@ struct tether {
 	struct t_log log;
 	struct t_runtime rt;
 	struct t_worker w;
-	struct ctl_server admin, metrics;
+	struct ctl_server admin;
+	struct t_metrics metrics;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_timer drain_timer;
 	bool draining;

@@ -1,6 +1,7 @@
 /*
  * tether - metrics over HTTP on global.metrics: Prometheus text exposition
- * (format 0.0.4) at /metrics and the same data as JSON at /stats.
+ * (format 0.0.4) at /metrics, the same data as JSON at /stats (plus the
+ * last minutes, history.c, and the workers), and the dashboard page at /.
  *
  * Served by the daemon's own loop from the plain counters the relay keeps:
  * nothing on the relay path locks or even knows about it.
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 
 /* Label value escaping of the exposition format: \ " and newline. */
@@ -148,8 +150,9 @@ static void prometheus(struct t_worker *w, struct sbuf *o)
 }
 
 /* JSON strings here are names limited to [A-Za-z0-9._-] and addresses. */
-static void json(struct t_worker *w, struct sbuf *o)
+static void json(struct t_metrics *mt, struct sbuf *o)
 {
+	struct t_worker *w = mt->hist.w;
 	const struct t_runtime *rt = w->rt;
 	const struct t_gen *g = rt->gen;
 
@@ -160,9 +163,9 @@ static void json(struct t_worker *w, struct sbuf *o)
 	          rt_generations(rt));
 	for (int i = 0; i < g->nfe; i++)
 		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u,"
-		          "\"proxy_errors_total\":%llu}", i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
-		          (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active,
-		          (unsigned long long)g->fe[i]->proxy_errors_total);
+		          "\"proxy_errors_total\":%llu,\"connections_per_second\":%u}", i ? "," : "", g->fe[i]->cfg.name,
+		          g->fe[i]->be->cfg.name, (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active,
+		          (unsigned long long)g->fe[i]->proxy_errors_total, g->fe[i]->rate.last);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;
@@ -180,9 +183,9 @@ static void json(struct t_worker *w, struct sbuf *o)
 				if (s->deleted)
 					continue;
 				sb_printf(o, "%s{\"name\":\"%s\",\"address\":\"%s\",\"state\":\"%s\",\"backup\":%s,"
-				          "\"last_check\":\"%s\"", sfirst ? "" : ",", s->lb.name, s->addr.text,
-				          rt_server_state(s), s->lb.backup ? "true" : "false",
-				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check);
+				          "\"last_check\":\"%s\",\"connections_per_second\":%u", sfirst ? "" : ",", s->lb.name,
+				          s->addr.text, rt_server_state(s), s->lb.backup ? "true" : "false",
+				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check, s->rate.last);
 				sfirst = false;
 				for (size_t m = 0; m < NMETRICS; m++)
 					if (metrics[m].scope == SC_SERVER)
@@ -193,12 +196,17 @@ static void json(struct t_worker *w, struct sbuf *o)
 			sb_printf(o, "]}");
 		}
 	}
-	sb_printf(o, "]}\n");
+	/* one worker today (global.workers = 1): its connections are the instance's */
+	sb_printf(o, "],\"workers\":[{\"id\":0,\"active_connections\":%u,\"accepting\":%s}],", rt->active,
+	          w->accept_paused || w->draining ? "false" : "true");
+	history_json(&mt->hist, o);
+	sb_printf(o, "}\n");
 }
 
 /* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
 static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
+	struct t_metrics *m = arg;
 	const char *end = memmem(in, len, "\r\n\r\n", 4);
 	struct sbuf body = { 0 };
 	const char *type = "text/plain; version=0.0.4; charset=utf-8";
@@ -209,13 +217,19 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 	if (!end)
 		return 0;
 	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
-		prometheus(arg, &body);
+		prometheus(m->hist.w, &body);
 	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
-		json(arg, &body);
+		json(m, &body);
 		type = "application/json";
+	} else if (len >= 6 && strncmp(in, "GET / ", 6) == 0) {
+		sb_printf(out, "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
+		          "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s", dashboard_html_len,
+		          (const char *)dashboard_html);
+		*close_after = true;
+		return len;
 	} else {
 		status = 404;
-		sb_printf(&body, "not found: try /metrics or /stats\n");
+		sb_printf(&body, "not found: try / (the dashboard), /metrics or /stats\n");
 		type = "text/plain";
 	}
 	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -227,7 +241,17 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 	return len;
 }
 
-int metrics_start(struct ctl_server *cs, struct t_worker *w, const struct cfg_addr *a, char **err)
+int metrics_start(struct t_metrics *m, struct t_worker *w, const struct cfg_addr *a, char **err)
 {
-	return ctl_listen_tcp(cs, w->loop, a, handle, w, err);
+	int rc = ctl_listen_tcp(&m->cs, w->loop, a, handle, m, err);
+
+	if (rc == 0)
+		history_start(&m->hist, w);
+	return rc;
+}
+
+void metrics_stop(struct t_metrics *m)
+{
+	ctl_stop(&m->cs);
+	history_stop(&m->hist);
 }

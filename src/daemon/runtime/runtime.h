@@ -68,6 +68,13 @@ struct t_check {
 	char buf[256];
 };
 
+/* A counter's last one-second delta: kept by the dashboard's sampler
+ * (io/history.c) only; here so that it lives and dies with its object. */
+struct t_rate {
+	uint64_t prev;                  /* the counter at the previous sample */
+	uint32_t last;                  /* its increase over the last second */
+};
+
 struct t_server {
 	struct lb_server lb;            /* embedded; lb.data points back here; lb.hc is its health */
 	struct t_backend *be;           /* owner; not owned */
@@ -81,6 +88,7 @@ struct t_server {
 	uint64_t bytes_in_total;        /* client -> server */
 	uint64_t bytes_out_total;       /* server -> client */
 	struct t_check check;
+	struct t_rate rate;             /* connections per second (io/history.c) */
 	struct t_server *next_dynamic;  /* list of runtime-added servers */
 };
 
@@ -113,6 +121,7 @@ struct t_frontend {
 	struct t_listener *ls;          /* cfg.nbinds of them */
 	uint64_t connections_total;
 	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late */
+	struct t_rate rate;             /* connections per second (io/history.c) */
 	unsigned active;
 };
 
