@@ -122,6 +122,39 @@ static void read_log(struct cfg_ctx *c, const config_setting_t *g, const char *p
 		cfg_error(c, s, "global.log", "must name a target: \"stderr\", \"off\", \"syslog\" or a file");
 }
 
+/* resolvers = [ "10.96.0.10:53", "[fd00::a]:53" ]: the name servers of
+ * resolve entries, as c-ares's "ip:port,..." list. */
+static void read_resolvers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                           void *base)
+{
+	const config_setting_t *l = config_setting_get_member(g, f->name);
+	struct cfg_global *out = base;
+
+	if (!l)
+		return;
+	if (config_setting_type(l) != CONFIG_TYPE_ARRAY && config_setting_type(l) != CONFIG_TYPE_LIST) {
+		cfg_error(c, l, "global.resolvers", "must be a list of addresses such as [ \"10.96.0.10:53\" ]");
+		return;
+	}
+	for (int i = 0; i < config_setting_length(l); i++) {
+		const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
+		size_t used = strlen(out->resolvers);
+		struct cfg_addr a;
+		char p[48];
+
+		snprintf(p, sizeof(p), "global.resolvers.[%d]", i);
+		if (!v || cfg_parse_addr(v, &a) < 0 || a.ss.ss_family == 0)
+			cfg_error(c, e, p, "must be a name server address such as \"10.96.0.10:53\" or \"[fd00::a]:53\"");
+		else if (used + strlen(v) + 2 > sizeof(out->resolvers))
+			cfg_error(c, e, p, "too many name servers");
+		else
+			snprintf(out->resolvers + used, sizeof(out->resolvers) - used, "%s%s", used ? "," : "", v);
+	}
+	if (config_setting_length(l) == 0)
+		cfg_error(c, l, "global.resolvers", "must name at least one address (leave it out for /etc/resolv.conf)");
+}
+
 static const struct cfg_field global_fields[] = {
 	{ .name = "workers", .type = CT_INT, GL(workers), .min = 1, .max = 64, .read = check_workers, .flags = CF_FURTHER },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
@@ -129,6 +162,7 @@ static const struct cfg_field global_fields[] = {
 	{ .name = "admin", .type = CT_STRING, GL(admin) },
 	{ .name = "metrics", .type = CT_CUSTOM, .read = read_metrics },
 	{ .name = "drain_timeout", .type = CT_DURATION, GL(drain_timeout_ms), .min = 0, .max = 3600000 },
+	{ .name = "resolvers", .type = CT_CUSTOM, .read = read_resolvers },
 };
 static const struct cfg_field frontend_fields[] = {
 	{ .name = "name", .type = CT_NAME, FE(name), .flags = CF_REQUIRED },

@@ -85,7 +85,10 @@ void tether_reload(struct tether *t)
 
 	if (t->draining)
 		return;
-	if (cfg_load(rt->conf_path, &cfg, &err) < 0 || !(g = prepare(t, cfg, &err))) {
+	if (cfg_load(rt->conf_path, &cfg, &err) < 0 || !(g = prepare(t, cfg, &err)) ||
+	    resolver_carry(&t->res, g, &err) < 0) {
+		if (g)
+			rt_gen_free(g);
 		rt->reload_failures_total++;
 		log_printf(&t->log, "reload of %s failed; still running the previous configuration:", rt->conf_path);
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
@@ -99,6 +102,7 @@ void tether_reload(struct tether *t)
 		free(err);
 	}
 	go_live(t, g);
+	resolver_update(&t->res, g);
 	rt->reloads_total++;
 	log_printf(&t->log, "reloaded %s: %d frontends, %d backends, %u connections carried over", rt->conf_path,
 	           g->nfe, g->cfg->nbackends, rt->active);
@@ -127,6 +131,7 @@ void tether_drain(struct tether *t, const char *why)
 	ev_timer_stop(t->loop, &t->w.accept_timer);
 	ctl_stop(&t->admin);
 	metrics_stop(&t->metrics);
+	resolver_stop(&t->res);
 	checks_stop(rt->gen);
 	if (rt->active == 0) {
 		ev_break(t->loop, EVBREAK_ALL);
@@ -205,6 +210,9 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 		return -EINVAL;
 	go_live(t, g);
 	gl = &g->cfg->global;
+	if ((rc = resolver_start(&t->res, &t->w, g, err)) < 0)
+		return rc;
+	t->metrics.res = &t->res;
 	if (gl->admin[0] && (rc = admin_start(&t->admin, &t->w, gl->admin, err)) < 0)
 		return rc;
 	if (gl->metrics.len && (rc = metrics_start(&t->metrics, &t->w, &gl->metrics, err)) < 0)
@@ -237,6 +245,7 @@ void tether_free(struct tether *t)
 	}
 	ctl_stop(&t->admin);
 	metrics_stop(&t->metrics);
+	resolver_stop(&t->res);
 	worker_fini(&t->w);             /* closes and frees every connection */
 	if (t->flags & TETHER_SIGNALS)
 		signals(t, false);

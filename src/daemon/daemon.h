@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolve.h"
 #include "runtime.h"
 #include "tether/config.h"
 #include "worker.h"
@@ -28,6 +29,7 @@ struct tether {
 	struct t_worker w;
 	struct ctl_server admin;
 	struct t_metrics metrics;
+	struct t_resolver res;          /* DNS service discovery */
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_timer drain_timer;
 	bool draining;

@@ -75,8 +75,8 @@ class Loop:
 
 
 class Backend:
-    def __init__(self, name, mode="banner", port=None, slow=False):
-        self.name, self.mode, self.slow = name, mode, slow
+    def __init__(self, name, mode="banner", port=None, slow=False, host="127.0.0.1"):
+        self.name, self.mode, self.slow, self.host = name, mode, slow, host
         self.port = port or free_port()
         self.server = None
         self.stopped = False
@@ -86,13 +86,13 @@ class Backend:
 
     @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self):
         self.stopped = False
 
         async def go():
-            self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port,
+            self.server = await asyncio.start_server(self._client, self.host, self.port,
                                                      reuse_address=True, backlog=4096)
         Loop.get().call(go())
 

@@ -107,8 +107,9 @@ static const struct metric metrics[] = {
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
-static void prometheus(struct t_worker *w, struct sbuf *o)
+static void prometheus(struct t_metrics *ms, struct sbuf *o)
 {
+	struct t_worker *w = ms->hist.w;
 	const struct t_gen *g = w->rt->gen;
 	char a[160], b[160];
 
@@ -145,6 +146,8 @@ static void prometheus(struct t_worker *w, struct sbuf *o)
 			break;
 		}
 	}
+	if (ms->res)
+		resolver_metrics(ms->res, o);
 	sb_printf(o, "# HELP tether_build_info Version of tether.\n# TYPE tether_build_info gauge\n"
 	          "tether_build_info{version=\"%s\"} 1\n", TETHER_VERSION);
 }
@@ -199,6 +202,10 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 	/* one worker today (global.workers = 1): its connections are the instance's */
 	sb_printf(o, "],\"workers\":[{\"id\":0,\"active_connections\":%u,\"accepting\":%s}],", rt->active,
 	          w->accept_paused || w->draining ? "false" : "true");
+	if (mt->res) {
+		resolver_json(mt->res, o);
+		sb_printf(o, ",");
+	}
 	history_json(&mt->hist, o);
 	sb_printf(o, "}\n");
 }
@@ -217,7 +224,7 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 	if (!end)
 		return 0;
 	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
-		prometheus(m->hist.w, &body);
+		prometheus(m, &body);
 	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
 		json(m, &body);
 		type = "application/json";

@@ -8,11 +8,13 @@
 
 #include "ctl.h"
 #include "history.h"
+#include "resolve.h"
 #include "worker.h"
 
 struct t_metrics {
 	struct ctl_server cs;
 	struct t_history hist;          /* the chart's last minutes, sampled while serving */
+	const struct t_resolver *res;   /* not owned: DNS entries' counters; NULL: none */
 };
 
 /* Serves w's runtime on the TCP address a.  0, or a negative errno with *err. */

@@ -198,6 +198,11 @@ struct t_server *rt_server_find(const struct t_backend *be, const char *name);
  * has checks (the caller starts them), UP otherwise.  *out = the server. */
 int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, const char *addr,
                   unsigned weight, struct t_server **out, char **err);
+/* rt_server_add on a generation g being built (a reload, before
+ * rt_install): the server inherits health, counters and a drain or disable
+ * from the running generation's same-named server, like a configured one. */
+int rt_gen_server_add(struct t_gen *g, const char *backend, const char *name, const char *addr, unsigned weight,
+                      struct t_server **out, char **err);
 /* -EBUSY (with *err) while s has connections and is neither drained nor
  * disabled: `del` is refused then.  0 otherwise. */
 int rt_server_del_refused(const struct t_server *s, char **err);
