@@ -144,7 +144,8 @@ static size_t v2(unsigned char *out, unsigned vc, unsigned fam, const void *bloc
 	out[13] = (unsigned char)fam;
 	out[14] = (unsigned char)(blen >> 8);
 	out[15] = (unsigned char)blen;
-	memcpy(out + 16, block, blen);
+	if (blen)
+		memcpy(out + 16, block, blen);
 	return 16 + blen;
 }
 
