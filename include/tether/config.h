@@ -23,6 +23,7 @@
 struct config_setting_t;
 
 #define CFG_MAX_BINDS 16
+#define CFG_WORKERS_MAX 64
 
 /* An address "host:port", "[v6]:port" or "*:port", resolved numerically. */
 struct cfg_addr {
@@ -85,7 +86,8 @@ struct cfg_frontend {
 };
 
 struct cfg_global {
-	unsigned workers;               /* default 1 */
+	unsigned workers;               /* default 1; 0 = "auto" (see cfg_workers) */
+	bool cpu_affinity;              /* pin worker i to CPU i */
 	unsigned maxconn;               /* default 20000 */
 	char log[256];                  /* "stderr" (default) or a path */
 	char admin[108];                /* unix socket path, "" = none */
@@ -109,6 +111,9 @@ int cfg_load(const char *path, struct tether_config **out, char **err);
 /* Same from a string; `name` is used in messages in place of the file. */
 int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err);
 void cfg_free(struct tether_config *c);
+/* The number of workers to run: global.workers, or with "auto" the number
+ * of online CPUs (at most CFG_WORKERS_MAX). */
+unsigned cfg_workers(const struct tether_config *c);
 
 /* Parses the `backends` list at `list` into *out / *n, appending any errors
  * (one per line) to *errs; returns the number of errors added.  `file`

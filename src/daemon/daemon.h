@@ -24,7 +24,8 @@ struct tether {
 	unsigned flags;
 	struct t_log log;
 	struct t_runtime rt;
-	struct t_worker w;
+	struct t_worker *w;             /* nw of them; w[0] runs on `loop` */
+	unsigned nw;
 	struct ctl_server admin, metrics;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_timer drain_timer;

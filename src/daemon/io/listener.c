@@ -18,7 +18,11 @@
 #define ACCEPT_PAUSE 0.1        /* seconds to back off when out of fds */
 #define LISTEN_BACKLOG 4096     /* capped by net.core.somaxconn */
 
-static int listener_open(struct t_listener *l, char **err)
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+#define MAXCONN_RETRY 0.01       /* at maxconn, when a close elsewhere may free the slot: retry after */
+
+static int listener_open(struct t_listener *l, bool reuseport, char **err)
 {
 	int one = 1, fd, rc;
 
@@ -26,6 +30,9 @@ static int listener_open(struct t_listener *l, char **err)
 	if (fd < 0)
 		goto err;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto err;
+	/* N workers: N sockets on one address, the kernel spreading connections */
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto err;
 	if (l->addr.ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto err;
@@ -47,27 +54,21 @@ err:
 	return rc;
 }
 
+/* The listeners of g that worker w runs: ls[bind * nworkers + w]. */
+#define EACH_LISTENER(g, wid, l) \
+	for (int fi_ = 0; fi_ < (g)->nfe; fi_++) \
+		for (int bi_ = 0; bi_ < (g)->fe[fi_]->cfg.nbinds && \
+		     ((l) = &(g)->fe[fi_]->ls[(unsigned)bi_ * (g)->rt->nworkers + (wid)], 1); bi_++)
+
 int listeners_open(struct t_runtime *rt, struct t_gen *g, char **err)
 {
-	for (int i = 0; i < g->nfe; i++)
-		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &g->fe[i]->ls[j];
-			int rc;
+	struct t_listener *l;
+	int rc;
 
-			if (!rt_listener_find(rt, &l->addr) && (rc = listener_open(l, err)) < 0)
+	for (unsigned w = 0; w < rt->nworkers; w++)
+		EACH_LISTENER(g, w, l)
+			if (!rt_listener_find(rt, &l->addr, w) && (rc = listener_open(l, rt->nworkers > 1, err)) < 0)
 				return rc;      /* rt_gen_free closes the ones opened */
-		}
-	for (int i = 0; i < g->nfe; i++)
-		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &g->fe[i]->ls[j], *old;
-
-			if (l->fd >= 0 || !(old = rt_listener_find(rt, &l->addr)))
-				continue;
-			if (old->w)
-				ev_io_stop(old->w->loop, &old->io);     /* the fd moves to g */
-			l->fd = old->fd;
-			old->fd = -1;
-		}
 	return 0;
 }
 
@@ -77,13 +78,66 @@ static void listener_stop(struct t_listener *l)
 		ev_io_stop(l->w->loop, &l->io);
 }
 
+static void listeners_start(struct t_worker *w, struct t_gen *g)
+{
+	struct t_listener *l;
+
+	EACH_LISTENER(g, w->id, l) {
+		if (l->fd < 0 || ev_is_active(&l->io))
+			continue;
+		l->w = w;
+		ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+		ev_io_start(w->loop, &l->io);
+	}
+}
+
+/* The running listener of worker w on addr in old, or NULL. */
+static struct t_listener *same_addr(struct t_gen *old, unsigned w, const struct cfg_addr *addr)
+{
+	struct t_listener *l;
+
+	EACH_LISTENER(old, w, l)
+		if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0)
+			return l;
+	return NULL;
+}
+
+void listeners_switch(struct t_worker *w, void *gen)
+{
+	struct t_gen *g = gen, *old = w->gen;
+	struct t_listener *l, *o;
+
+	if (old) {
+		EACH_LISTENER(g, w->id, l)
+			if (l->fd < 0 && (o = same_addr(old, w->id, &l->addr))) {
+				listener_stop(o);
+				l->fd = o->fd;          /* the socket moves: no attempt is refused */
+				o->fd = -1;
+			}
+		listeners_stop(w, NULL);
+	}
+	w->gen = g;
+	w->accept_paused = false;
+	if (!w->draining)
+		listeners_start(w, g);
+}
+
+void listeners_stop(struct t_worker *w, void *unused)
+{
+	struct t_listener *l;
+
+	if (!w->gen)
+		return;
+	EACH_LISTENER(w->gen, w->id, l)
+		listener_stop(l);
+}
+
 void listeners_close(struct t_gen *g)
 {
 	for (int i = 0; i < g->nfe; i++)
-		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
+		for (unsigned j = 0; j < (unsigned)g->fe[i]->cfg.nbinds * g->rt->nworkers; j++) {
 			struct t_listener *l = &g->fe[i]->ls[j];
 
-			listener_stop(l);
 			if (l->fd >= 0)
 				close(l->fd);
 			l->fd = -1;
@@ -92,12 +146,10 @@ void listeners_close(struct t_gen *g)
 
 void listener_pause(struct t_worker *w, double seconds)
 {
-	struct t_gen *g = w->rt->gen;
-
-	for (int i = 0; i < g->nfe; i++)
-		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++)
-			listener_stop(&g->fe[i]->ls[j]);
+	listeners_stop(w, NULL);
 	w->accept_paused = true;
+	if (seconds == 0 && (T_LOAD(&w->active) == 0 || w->rt->nworkers > 1))
+		seconds = MAXCONN_RETRY;        /* the slot may free on another worker */
 	if (seconds > 0) {
 		ev_timer_stop(w->loop, &w->accept_timer);
 		ev_timer_set(&w->accept_timer, seconds, 0.);
@@ -117,7 +169,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		socklen_t len = sizeof(ss);
 		int fd;
 
-		if (rt->active >= rt->gen->cfg->global.maxconn || (fe->cfg.maxconn && fe->active >= fe->cfg.maxconn)) {
+		if (T_LOAD(&rt->active) >= fe->gen->cfg->global.maxconn ||
+		    (fe->cfg.maxconn && T_LOAD(&fe->active) >= fe->cfg.maxconn)) {
 			listener_pause(w, 0);       /* resumed when a connection closes */
 			return;
 		}
@@ -136,24 +189,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-void listeners_start(struct t_worker *w, struct t_gen *g)
-{
-	for (int i = 0; i < g->nfe; i++)
-		for (int j = 0; j < g->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &g->fe[i]->ls[j];
-
-			if (l->fd < 0 || ev_is_active(&l->io))
-				continue;
-			l->w = w;
-			ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-			ev_io_start(w->loop, &l->io);
-		}
-}
-
 void listener_resume(struct t_worker *w)
 {
-	if (w->draining)
+	if (w->draining || !w->gen)
 		return;
 	w->accept_paused = false;
-	listeners_start(w, w->rt->gen);
+	listeners_start(w, w->gen);
 }

@@ -14,55 +14,38 @@
 #include "log.h"
 #include "tether/err.h"
 
-void log_init(struct t_log *lg)
+void log_init(struct t_log *lg, bool shared)
 {
 	lg->fd = 2;
+	lg->owns_fd = true;
+	lg->shared = shared;
+	if (shared)
+		pthread_mutex_init(&lg->lock, NULL);
 	lg->path[0] = '\0';
 	lg->len = 0;
 	lg->loop = NULL;
 }
 
-static int open_path(const char *path, char **err)
+void log_attach(struct t_log *lg, const struct t_log *to)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-
-	if (fd < 0)
-		tether_err(err, -errno, "log \"%s\": %s", path, strerror(errno));
-	return fd;
+	log_init(lg, false);
+	lg->fd = to->fd;
+	lg->owns_fd = false;
 }
 
-int log_open(struct t_log *lg, const char *where, char **err)
+static void lock(struct t_log *lg)
 {
-	int fd = 2;
-
-	if (strcmp(where, "stderr") != 0) {
-		fd = open_path(where, err);
-		if (fd < 0)
-			return fd;
-	}
-	log_flush(lg);
-	if (lg->fd > 2)
-		close(lg->fd);
-	lg->fd = fd;
-	snprintf(lg->path, sizeof(lg->path), "%s", fd == 2 ? "" : where);
-	return 0;
+	if (lg->shared)
+		pthread_mutex_lock(&lg->lock);
 }
 
-void log_reopen(struct t_log *lg)
+static void unlock(struct t_log *lg)
 {
-	int fd;
-
-	if (!lg->path[0])
-		return;
-	log_flush(lg);
-	fd = open_path(lg->path, NULL);
-	if (fd < 0)
-		return;
-	close(lg->fd);
-	lg->fd = fd;
+	if (lg->shared)
+		pthread_mutex_unlock(&lg->lock);
 }
 
-void log_flush(struct t_log *lg)
+static void flush_locked(struct t_log *lg)
 {
 	size_t off = 0;
 
@@ -78,6 +61,78 @@ void log_flush(struct t_log *lg)
 	lg->len = 0;
 }
 
+void log_flush(struct t_log *lg)
+{
+	lock(lg);
+	flush_locked(lg);
+	unlock(lg);
+}
+
+void log_set_fd(struct t_log *lg, int fd)
+{
+	lock(lg);
+	flush_locked(lg);
+	lg->fd = fd;
+	unlock(lg);
+}
+
+static int open_path(const char *path, char **err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		tether_err(err, -errno, "log \"%s\": %s", path, strerror(errno));
+	return fd;
+}
+
+/* Moves lg to fd (owned); the previous one is closed or handed over. */
+static void swap_fd(struct t_log *lg, int fd, const char *path, int *old_fd)
+{
+	int old;
+
+	lock(lg);
+	flush_locked(lg);
+	old = lg->fd > 2 && lg->owns_fd ? lg->fd : -1;
+	lg->fd = fd;
+	lg->owns_fd = true;
+	snprintf(lg->path, sizeof(lg->path), "%s", path);
+	unlock(lg);
+	if (old_fd)
+		*old_fd = old;
+	else if (old >= 0)
+		close(old);
+}
+
+int log_open(struct t_log *lg, const char *where, int *old_fd, char **err)
+{
+	int fd = 2;
+
+	if (old_fd)
+		*old_fd = -1;
+	if (strcmp(where, "stderr") != 0) {
+		fd = open_path(where, err);
+		if (fd < 0)
+			return fd;
+	}
+	swap_fd(lg, fd, fd == 2 ? "" : where, old_fd);
+	return 0;
+}
+
+void log_reopen(struct t_log *lg, int *old_fd)
+{
+	char path[sizeof(lg->path)];
+	int fd;
+
+	if (old_fd)
+		*old_fd = -1;
+	if (!lg->path[0])
+		return;
+	memcpy(path, lg->path, sizeof(path));
+	fd = open_path(path, NULL);
+	if (fd >= 0)
+		swap_fd(lg, fd, path, old_fd);
+}
+
 void log_printf(struct t_log *lg, const char *fmt, ...)
 {
 	struct timeval tv;
@@ -85,8 +140,9 @@ void log_printf(struct t_log *lg, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	lock(lg);
 	if (LOG_BUF - lg->len < 1024)
-		log_flush(lg);
+		flush_locked(lg);
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = snprintf(lg->buf + lg->len, LOG_BUF - lg->len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ",
@@ -100,7 +156,8 @@ void log_printf(struct t_log *lg, const char *fmt, ...)
 	lg->len += (size_t)n;
 	lg->buf[lg->len++] = '\n';
 	if (lg->len >= LOG_FLUSH_AT)
-		log_flush(lg);
+		flush_locked(lg);
+	unlock(lg);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -130,8 +187,11 @@ void log_close(struct t_log *lg)
 {
 	log_stop_timer(lg);
 	log_flush(lg);
-	if (lg->fd > 2)
+	if (lg->fd > 2 && lg->owns_fd)
 		close(lg->fd);
 	lg->fd = 2;
 	lg->path[0] = '\0';
+	if (lg->shared)
+		pthread_mutex_destroy(&lg->lock);
+	lg->shared = false;
 }
