@@ -34,6 +34,10 @@ struct cfg_addr {
 
 enum cfg_check { CFG_CHECK_NONE = 0, CFG_CHECK_TCP, CFG_CHECK_HTTP };
 enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_CLOSE };
+/* How N workers share an address: a socket each (the kernel spreads new
+ * connections by a hash), or one socket whose readiness wakes one worker
+ * (EPOLLEXCLUSIVE). */
+enum cfg_accept { CFG_ACCEPT_REUSEPORT = 0, CFG_ACCEPT_SHARED };
 
 /* Active checks.  Their interval, timeout, rise and fall, and `observe`,
  * are the outcome policy's: cfg_backend.params.health and .observe. */
@@ -88,6 +92,7 @@ struct cfg_frontend {
 struct cfg_global {
 	unsigned workers;               /* default 1; 0 = "auto" (see cfg_workers) */
 	bool cpu_affinity;              /* pin worker i to CPU i */
+	int accept;                     /* enum cfg_accept, default reuseport */
 	unsigned maxconn;               /* default 20000 */
 	char log[256];                  /* "stderr" (default) or a path */
 	char admin[108];                /* unix socket path, "" = none */

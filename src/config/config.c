@@ -116,10 +116,14 @@ static void read_binds(struct cfg_ctx *c, const config_setting_t *f, const char 
 	}
 }
 
+static const char *const accept_modes[] = { "reuseport", "shared", NULL };
+static const int accept_values[] = { CFG_ACCEPT_REUSEPORT, CFG_ACCEPT_SHARED };
+
 static const struct cfg_field global_fields[] = {
 	{ .name = "workers", .type = CT_CUSTOM, GL(workers), .min = 1, .max = CFG_WORKERS_MAX, .read = read_workers,
 	  .flags = CF_NUMERIC },
 	{ .name = "cpu_affinity", .type = CT_BOOL, GL(cpu_affinity) },
+	{ .name = "accept", .type = CT_ENUM, GL(accept), .choices = accept_modes, .values = accept_values },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
 	{ .name = "log", .type = CT_STRING, GL(log) },
 	{ .name = "admin", .type = CT_STRING, GL(admin) },

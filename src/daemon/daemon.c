@@ -143,6 +143,11 @@ static struct t_gen *prepare(struct tether *t, struct tether_config *cfg, char *
 		cfg_free(cfg);
 		return NULL;
 	}
+	if (t->rt.gen && cfg->global.accept != t->rt.gen->cfg->global.accept) {
+		tether_err(err, -EINVAL, "%s: global.accept: a change needs a restart", cfg->path);
+		cfg_free(cfg);
+		return NULL;
+	}
 	g = rt_gen_new(&t->rt, cfg, err);
 	if (g && listeners_open(&t->rt, g, err) < 0) {
 		rt_gen_free(g);

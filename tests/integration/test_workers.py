@@ -49,6 +49,28 @@ def test_workers_both_accept_and_are_listed():
     t.stop()
 
 
+def test_workers_shared_accept_queue():
+    """accept = "shared": one socket per address, EPOLLEXCLUSIVE; served, reloaded, drained."""
+    a = Backend("a")
+    t = Tether(*conf([("a", a.addr)], global_extra=W2 + ' accept = "shared"; admin = "@DIR@/admin.sock";'))
+    socks = [connect(t.port) for _ in range(64)]
+    for s in socks:
+        assert readline(s) == "a"
+    per = [int(l.split()[3]) for l in info(t).splitlines() if l.startswith("worker ")]
+    assert sum(per) == 64, per
+    n = t.logtext().count("reloaded ")
+    t.signal(signal.SIGHUP)
+    assert wait_for(lambda: t.logtext().count("reloaded ") == n + 1, 5)
+    assert all(banner(t.port) == "a" for _ in range(20))
+    with open(t.path) as f:
+        t.write(f.read().replace('accept = "shared";', 'accept = "reuseport";'))
+    t.signal(signal.SIGHUP)
+    assert wait_for(lambda: "global.accept: a change needs a restart" in t.logtext(), 5)
+    for s in socks:
+        s.close()
+    assert t.stop() == 0
+
+
 def test_workers_leastconn_spreads_evenly():
     """Global active counts: 30 long-lived connections over 3 servers, 10 each (+-1)."""
     bs = [Backend(n) for n in "abc"]

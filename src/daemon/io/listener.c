@@ -2,6 +2,7 @@
  * tether - listening sockets and the accept loop (see listener.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #define ACCEPT_PAUSE 0.1        /* seconds to back off when out of fds */
 #define LISTEN_BACKLOG 4096     /* capped by net.core.somaxconn */
 
-static void accept_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void accept_cb(struct poll_item *it, uint32_t events);
 
 #define MAXCONN_RETRY 0.01       /* at maxconn, when a close elsewhere may free the slot: retry after */
 
@@ -60,34 +61,58 @@ err:
 		for (int bi_ = 0; bi_ < (g)->fe[fi_]->cfg.nbinds && \
 		     ((l) = &(g)->fe[fi_]->ls[(unsigned)bi_ * (g)->rt->nworkers + (wid)], 1); bi_++)
 
+/* accept = "shared": worker 0's socket of l's address. */
+static int shared_fd(struct t_gen *g, const struct t_listener *l)
+{
+	size_t idx = (size_t)(l - l->fe->ls);   /* bind * nworkers + worker */
+
+	return l->fe->ls[idx - idx % g->rt->nworkers].fd;
+}
+
 int listeners_open(struct t_runtime *rt, struct t_gen *g, char **err)
 {
+	bool shared = g->cfg->global.accept == CFG_ACCEPT_SHARED && rt->nworkers > 1;
 	struct t_listener *l;
 	int rc;
 
 	for (unsigned w = 0; w < rt->nworkers; w++)
-		EACH_LISTENER(g, w, l)
-			if (!rt_listener_find(rt, &l->addr, w) && (rc = listener_open(l, rt->nworkers > 1, err)) < 0)
+		EACH_LISTENER(g, w, l) {
+			if (rt_listener_find(rt, &l->addr, w))
+				continue;       /* taken over in listeners_switch */
+			if (shared && w > 0) {
+				/* the same socket (one accept queue), a descriptor of its own */
+				l->fd = fcntl(shared_fd(g, l), F_DUPFD_CLOEXEC, 0);
+				if (l->fd < 0)
+					return tether_err(err, -errno, "cannot listen on %s: %s", l->addr.text, strerror(errno));
+			} else if ((rc = listener_open(l, rt->nworkers > 1 && !shared, err)) < 0) {
 				return rc;      /* rt_gen_free closes the ones opened */
+			}
+		}
 	return 0;
 }
 
 static void listener_stop(struct t_listener *l)
 {
-	if (l->w && ev_is_active(&l->io))
-		ev_io_stop(l->w->loop, &l->io);
+	if (l->accepting && l->fd >= 0)
+		poller_remove(&l->w->poller, l->fd);
+	l->accepting = false;
 }
 
 static void listeners_start(struct t_worker *w, struct t_gen *g)
 {
+	bool exclusive = g->cfg->global.accept == CFG_ACCEPT_SHARED && g->rt->nworkers > 1;
 	struct t_listener *l;
 
 	EACH_LISTENER(g, w->id, l) {
-		if (l->fd < 0 || ev_is_active(&l->io))
+		if (l->fd < 0 || l->accepting)
 			continue;
 		l->w = w;
-		ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-		ev_io_start(w->loop, &l->io);
+		l->it.fn = accept_cb;
+		if (poller_add_listener(&w->poller, l->fd, &l->it, exclusive) < 0) {
+			log_printf(w->log, "cannot watch the listener on %s: %s", l->addr.text, strerror(errno));
+			continue;
+		}
+		l->accepting = true;
 	}
 }
 
@@ -157,14 +182,14 @@ void listener_pause(struct t_worker *w, double seconds)
 	}
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+static void accept_cb(struct poll_item *it, uint32_t events)
 {
-	struct t_listener *l = container_of(io, struct t_listener, io);
+	struct t_listener *l = container_of(it, struct t_listener, it);
 	struct t_frontend *fe = l->fe;
 	struct t_worker *w = l->w;
 	struct t_runtime *rt = w->rt;
 
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	for (int i = 0; i < ACCEPT_BATCH && l->accepting; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int fd;

@@ -97,10 +97,10 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
 		goto fail;
 	pthread_mutex_init(&w->mq_lock, NULL);
 	w->mq_tail = &w->mq;
+	/* the wake watcher keeps the loop running (its listeners are in the
+	 * poller, whose watchers do not): a worker's loop ends on ev_break only */
 	ev_async_init(&w->wake, wake_cb);
 	ev_async_start(w->loop, &w->wake);
-	if (id == 0)
-		ev_unref(w->loop);      /* worker 0's loop ends when the instance's work does */
 	ev_init(&w->accept_timer, accept_timer_cb);
 	if (id > 0)
 		log_start_timer(w->log, w->loop);
@@ -169,8 +169,6 @@ void worker_fini(struct t_worker *w)
 	proxy_close_all(w, END_SHUTDOWN);
 	proxy_reap(w);
 	ev_timer_stop(w->loop, &w->accept_timer);
-	if (w->id == 0)
-		ev_ref(w->loop);
 	ev_async_stop(w->loop, &w->wake);
 	wake_cb(w->loop, &w->wake, 0);  /* what was posted last: run, so that no waiter waits forever */
 	pthread_mutex_destroy(&w->mq_lock);

@@ -123,7 +123,8 @@ struct t_backend {
  * started and closed by listener.c.  fd moves to the next generation when
  * its address stays.  Touched by its worker's thread only, once started. */
 struct t_listener {
-	ev_io io;
+	struct poll_item it;            /* in its worker's poller while accepting */
+	bool accepting;
 	int fd;                         /* -1 when closed */
 	struct cfg_addr addr;
 	struct t_frontend *fe;          /* owner */
