@@ -1,0 +1,294 @@
+/*
+ * tether-load - a virtual user's life, and what each answer counts.
+ *
+ * The life is tether-sim's (sim/sim.c user_new, on_request, on_done,
+ * next_request): a user arrives, makes its first request at once - the
+ * login, `GET /login?user=u<seq>` - and then `pages_left - 1` more, each an
+ * exponential think time (mean think_s) after the previous answer; a failed
+ * request is followed by the next one after a think time too.  A user that
+ * is logged in views `GET /item/N`, or `POST /cart/add?item=N` with
+ * probability --cart (the simulator has no carts; the pods write them).
+ *
+ * Open loop: a request is sent when it is due, whatever else is late, and
+ * its latency runs from when it was due (model time `sched`), not from when
+ * it was written, so a slow generator shows up in latency instead of
+ * hiding it (no coordinated omission).  The users are independent: a slow
+ * answer delays only its own user's next request, as in the simulator.
+ *
+ * Counting follows sim.c serve_session(): `requests` counts requests (the
+ * logins included) when they are made; `requests_logged_in` the page views
+ * a pod answered (200 or 401); a 401 (X-Session: miss) is a session miss,
+ * and the forced re-login that follows at once is part of the same request
+ * (as in the simulator, where the request that misses makes the new
+ * session): it adds an HTTP exchange (`http_requests`) and a session
+ * created, not a request.  The rest is in docs/load.md.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "load.h"
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct lu_user *slot(struct load *L, uint32_t id)
+{
+	return &L->slabs[id / LOAD_SLAB][id % LOAD_SLAB];
+}
+
+/* A free slot, or NULL when memory is out.  Slabs never move: libev holds
+ * pointers to the watchers inside them. */
+static struct lu_user *user_alloc(struct load *L)
+{
+	struct lu_user *u;
+	uint32_t id;
+
+	if (L->nfree) {
+		id = L->free_ids[--L->nfree];
+	} else {
+		if (L->nusers == L->nslabs * LOAD_SLAB) {
+			struct lu_user **s = realloc(L->slabs, (L->nslabs + 1) * sizeof(*s));
+			uint32_t *f;
+
+			if (!s)
+				return NULL;
+			L->slabs = s;
+			f = realloc(L->free_ids, (size_t)(L->nslabs + 1) * LOAD_SLAB * sizeof(*f));
+			if (!f)
+				return NULL;
+			L->free_ids = f;
+			if (!(L->slabs[L->nslabs] = calloc(LOAD_SLAB, sizeof(struct lu_user))))
+				return NULL;
+			L->nslabs++;
+		}
+		id = L->nusers++;
+	}
+	u = slot(L, id);
+	memset(u, 0, sizeof(*u));
+	u->id = id;
+	ev_timer_init(&u->timer, timer_cb, 0., 0.);
+	conn_init_user(u);
+	return u;
+}
+
+static void pod_sessions(struct load *L, int pod, int delta)
+{
+	if (pod >= 0 && L->p->store == STORE_LOCAL)
+		L->s.pods[pod].sessions += delta;
+}
+
+static void leave(struct load *L, struct lu_user *u)
+{
+	ev_timer_stop(L->loop, &u->timer);
+	conn_close(L, u);
+	if (u->has_session)
+		pod_sessions(L, u->session_pod, -1);
+	if (u->logged_in && L->s.live_sessions)
+		L->s.live_sessions--;
+	u->state = LU_FREE;
+	L->free_ids[L->nfree++] = u->id;
+	L->active--;
+	load_user_gone(L);
+}
+
+/* sim.c on_request(): the next request of u, due now (model time u->sched). */
+static void request(struct load *L, struct lu_user *u)
+{
+	if (u->logged_in && model_address_changes(L->p, &u->rng) && L->o->addresses) {
+		u->addr = (uint32_t)(lb_rng_next(&u->rng) % L->o->addresses);
+		conn_close(L, u);               /* a new network: a new connection */
+	}
+	u->action = !u->has_session ? LA_LOGIN :
+	            lb_rng_double(&u->rng) < L->o->cart_share ? LA_CART : LA_ITEM;
+	u->item = 1 + lb_rng_below(&u->rng, LOAD_ITEMS);
+	u->retried = false;
+	L->s.requests++;
+	L->s.iv_requests++;
+	conn_send(L, u);
+}
+
+/* sim.c next_request(): a think time, then the next request, or leave. */
+static void next(struct load *L, struct lu_user *u)
+{
+	double now = load_now(L);
+
+	if (--u->pages_left == 0 || L->ending) {
+		leave(L, u);
+		return;
+	}
+	u->state = LU_THINK;
+	u->sched = now + L->p->think_s * sim_expo_draw(&L->zig, &u->rng);
+	ev_timer_stop(L->loop, &u->timer);
+	ev_timer_set(&u->timer, L->t0 + u->sched - ev_now(L->loop), 0.);
+	ev_timer_start(L->loop, &u->timer);
+}
+
+static void done(struct load *L, struct lu_user *u)
+{
+	double us;
+
+	ev_now_update(L->loop);             /* the answer's own time, not the batch's */
+	us = (load_now(L) - u->sched) * 1e6;
+	stats_hist_add(&L->s.lat, us);
+	L->s.lat_sum += us;
+	next(L, u);
+}
+
+static void on_fail(struct load *L, struct lu_user *u, enum lu_fail why)
+{
+	L->s.failed++;
+	L->s.iv_failed++;
+	L->s.fail[why]++;
+	next(L, u);
+}
+
+static void redis_ops(struct load *L, unsigned reads, unsigned writes)
+{
+	if (L->p->store == STORE_LOCAL)
+		return;
+	L->s.redis_reads += reads;
+	L->s.redis_writes += writes;
+	L->s.iv_redis_ops += reads + writes;
+}
+
+/* A login answered 2xx: a session made on `pod`. */
+static void logged_in(struct load *L, struct lu_user *u, int pod)
+{
+	L->s.sessions_created++;
+	redis_ops(L, 0, 1);
+	if (!u->logged_in) {
+		u->logged_in = true;
+		if (++L->s.live_sessions > L->s.live_sessions_peak)
+			L->s.live_sessions_peak = L->s.live_sessions;
+	}
+	u->has_session = true;
+	u->session_pod = (int16_t)pod;
+	pod_sessions(L, pod, +1);
+}
+
+/* A page view answered 401: the session is gone; log in again at once. */
+static void missed(struct load *L, struct lu_user *u, int pod)
+{
+	L->s.misses++;
+	L->s.iv_misses++;
+	redis_ops(L, 1, 0);
+	/* lost, not merely elsewhere: its own pod, or the shared store, no
+	 * longer has it (with pod memory on another pod it never had it) */
+	if (L->p->store != STORE_LOCAL || (pod >= 0 && pod == u->session_pod))
+		L->s.sessions_lost++;
+	pod_sessions(L, u->session_pod, -1);
+	u->has_session = false;
+	u->session_pod = -1;
+	u->action = LA_RELOGIN;
+	u->retried = false;
+	conn_send(L, u);
+}
+
+static void page_viewed(struct load *L, enum wire_session where)
+{
+	switch (where) {
+	case WS_LOCAL:
+	case WS_CACHE:                      /* D's pod-local cache: the sliding TTL is still written */
+		L->s.local_hits++;
+		L->s.iv_local++;
+		redis_ops(L, 0, where == WS_CACHE);
+		break;
+	case WS_REDIS:
+		L->s.redis_hits++;
+		L->s.iv_redis++;
+		redis_ops(L, 1, 1);
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_answer(struct load *L, struct lu_user *u)
+{
+	const struct wire_resp *r = &u->resp;
+	int pod = stats_pod(&L->s, r->pod, load_now(L)), st = r->status;
+	bool ok = st >= 200 && st < 300;
+
+	if (u->action == LA_LOGIN || u->action == LA_RELOGIN) {
+		if (!ok) {
+			on_fail(L, u, LF_STATUS);
+			return;
+		}
+		logged_in(L, u, pod);
+		done(L, u);
+		return;
+	}
+	if (!ok && st != 401) {
+		on_fail(L, u, LF_STATUS);
+		return;
+	}
+	L->s.requests_logged_in++;
+	if (st == 401) {
+		missed(L, u, pod);
+		return;
+	}
+	page_viewed(L, r->session);
+	done(L, u);
+}
+
+void user_init_hooks(struct load *L)
+{
+	L->on_answer = on_answer;
+	L->on_fail = on_fail;
+}
+
+void user_arrive(struct load *L, double at)
+{
+	struct lu_user *u = user_alloc(L);
+
+	if (!u) {
+		fprintf(stderr, "tether-load: out of memory for users\n");
+		abort();
+	}
+	L->active++;
+	L->s.users++;
+	u->seq = L->s.users;
+	lb_rng_seed(&u->rng, lb_rng_next(&L->rng));
+	u->pages_left = model_pages(L->p, &u->rng);
+	u->addr = model_address(L, u);
+	u->session_pod = -1;
+	u->sched = at;
+	request(L, u);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lu_user *u = container_of(w, struct lu_user, timer);
+	struct load *L = ev_userdata(loop);
+
+	if (u->state == LU_THINK)
+		request(L, u);
+	else
+		conn_timeout(L, u);
+}
+
+void user_end_all(struct load *L)
+{
+	for (uint32_t id = 0; id < L->nusers; id++) {
+		struct lu_user *u = slot(L, id);
+
+		if (u->state == LU_THINK)
+			leave(L, u);
+	}
+}
+
+void user_free_all(struct load *L)
+{
+	for (uint32_t id = 0; id < L->nusers; id++) {
+		struct lu_user *u = slot(L, id);
+
+		ev_timer_stop(L->loop, &u->timer);
+		conn_close(L, u);
+	}
+	for (uint32_t i = 0; i < L->nslabs; i++)
+		free(L->slabs[i]);
+	free(L->slabs);
+	free(L->free_ids);
+	L->slabs = NULL;
+	L->free_ids = NULL;
+	L->nslabs = L->nusers = L->nfree = 0;
+}
