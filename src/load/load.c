@@ -130,7 +130,9 @@ static void raise_nofile(void)
 }
 
 /* Connects once to the target, waiting at most PROBE_TIMEOUT_MS: a wrong
- * address or port is a clear error before the run, not a run of failures. */
+ * address or port is a clear error before the run, not a run of failures.
+ * With --addresses, from the first user address (which shows that binding
+ * works, and keeps every source the target sees a user's). */
 static int probe(struct load *L)
 {
 	int fd = socket(L->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
@@ -139,6 +141,12 @@ static int probe(struct load *L)
 
 	if (fd < 0)
 		goto fail;
+	if (L->o->addresses) {
+		struct sockaddr_in src = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOAD_SRC_BASE) };
+
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+			goto fail;
+	}
 	if (connect(fd, (struct sockaddr *)&L->target, L->target_len) < 0) {
 		if (errno != EINPROGRESS)
 			goto fail;

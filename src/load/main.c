@@ -2,7 +2,8 @@
  * tether-load - traffic of tether-sim's virtual users against a real
  * balancer (DESIGN.md "Programs", docs/load.md).  Arguments, the run, the
  * outputs; exit 0 after a run (failed requests are figures, not errors),
- * 1 when the run could not start, 2 on a bad command line.
+ * 1 when the run could not start (target unreachable, output unwritable),
+ * 2 on a bad command line or scenario.
  */
 #include <stdlib.h>
 #include <string.h>

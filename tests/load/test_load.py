@@ -1,0 +1,242 @@
+"""tether-load against counting backends (backend.py): its counts equal the
+server's, the open-loop rate holds, --addresses gives distinct sources, a
+401 forces a counted re-login, a dead backend gives failed requests and
+not a hang, bad input a clear message and a nonzero exit, and its JSON
+keys and CSV columns are tether-sim's.
+
+Run one: python3 tests/load/test_load.py NAME;  --list names them all
+(tests/load/meson.build registers what --list prints).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from backend import Backend, free_port   # noqa: E402
+
+LOAD = os.environ.get("TETHER_LOAD", "build/src/load/tether-load")
+SIM = os.environ.get("TETHER_SIM", "build/sim/tether-sim")
+SRCDIR = os.environ.get("TETHER_SRCDIR", ".")
+
+
+def run_load(target, *args, timeout=120):
+    """Runs tether-load to its end; returns (json summary, completed process, seconds)."""
+    fd, path = tempfile.mkstemp(prefix="tload-", suffix=".json")
+    os.close(fd)
+    t0 = time.monotonic()
+    p = subprocess.run([LOAD, "--target", target, "--json", path, "--quiet", *args],
+                       capture_output=True, text=True, timeout=timeout)
+    took = time.monotonic() - t0
+    assert p.returncode == 0, f"tether-load exited {p.returncode}: {p.stderr}"
+    with open(path) as f:
+        out = json.load(f)
+    os.unlink(path)
+    return out, p, took
+
+
+def sets(**kw):
+    args = []
+    for k, v in kw.items():
+        args += ["--set", f"clients.{k}={v}"]
+    return args
+
+
+def test_counts_equal_backend():
+    b = Backend(miss_every=7, tetherid=True)
+    j, _, _ = run_load(b.target, "--seed", "3", "--duration", "4s",
+                       *sets(users_per_second=60, pages=8, think='40ms'))
+    assert j["failed_requests"] == 0, j
+    assert j["http_requests"] == b.requests, (j["http_requests"], b.requests)
+    assert j["sessions_created"] == b.logins, (j["sessions_created"], b.logins)
+    assert j["misses"] == b.misses, (j["misses"], b.misses)
+    assert j["requests_logged_in"] == b.pages, (j["requests_logged_in"], b.pages)
+    assert j["local_hits"] == b.pages - b.misses
+    assert j["users"] == len(b.users)
+    # a re-login is part of the request that missed (as in tether-sim)
+    assert j["requests"] == b.requests - b.misses, (j["requests"], b.requests, b.misses)
+    assert j["pod_answers"] == {"pod1": b.requests}, j["pod_answers"]
+    assert b.no_tetherid == 0, f"{b.no_tetherid} page views without the TETHERID cookie"
+    assert 0 < b.carts < b.pages, (b.carts, b.pages)        # --cart 0.1 of page views
+    assert b.misses > 10 and b.pages > 200, (b.misses, b.pages)
+    assert abs(j["session_miss_rate"] - b.misses / b.pages) < 1e-5
+
+
+def test_401_relogin_counted():
+    b = Backend(miss_every=3)
+    j, _, _ = run_load(b.target, "--seed", "5", "--duration", "3s",
+                       *sets(users_per_second=40, pages=10, think='30ms'))
+    assert b.misses > 20, b.misses
+    assert j["misses"] == b.misses and j["failed_requests"] == 0, (j, b.misses)
+    # every 401 is followed by a login of the same user, at once
+    for user, ev in b.events.items():
+        for i, e in enumerate(ev):
+            if e == "401":
+                assert i + 1 < len(ev) and ev[i + 1] == "login", (user, ev)
+    assert b.logins == len(b.users) + b.misses, (b.logins, len(b.users), b.misses)
+    assert j["sessions_created"] == b.logins
+
+
+def test_open_loop_rate_held():
+    """1500 users/s, one request each, answered 250 ms late: the rate of
+    requests the server sees stays within 2 % of the target (the load does
+    not wait for the slow answers), and latency counts the wait."""
+    rate, secs = 1500, 20
+    b = Backend(delay=0.25)
+    j, _, _ = run_load(b.target, "--seed", "1", "--duration", f"{secs}s",
+                       *sets(users_per_second=rate, pages=1))
+    target = rate * secs
+    assert abs(b.requests - target) <= 0.02 * target, (b.requests, target)
+    assert j["requests"] == b.requests and j["failed_requests"] == 0, j
+    t0 = min(b.times)
+    bins = [0] * secs
+    for t in b.times:
+        k = int(t - t0)
+        if k < secs:
+            bins[k] += 1
+    # Poisson: sd of a 1 s bin is sqrt(1500) = 2.6 %; 15 % is 5.8 sd
+    for k in range(1, secs - 1):
+        assert abs(bins[k] - rate) < 0.15 * rate, (k, bins)
+    assert j["latency_p50_ms"] >= 250, j
+    assert j["send_lag_p99_ms"] < 50, j
+
+
+def test_addresses_distinct_sources():
+    b = Backend()
+    run_load(b.target, "--addresses", "40", "--duration", "3s",
+             *sets(users_per_second=100, pages=3, think='20ms'))
+    want = {f"127.1.0.{i}" for i in range(1, 41)}
+    assert b.peers == want, sorted(b.peers ^ want)
+    b2 = Backend()
+    run_load(b2.target, "--duration", "1s", *sets(users_per_second=50, pages=2, think='10ms'))
+    assert b2.peers == {"127.0.0.1"}, b2.peers
+
+
+def test_new_conn_per_request():
+    b = Backend()
+    j, _, _ = run_load(b.target, "--new-conn", "--duration", "2s",
+                       *sets(users_per_second=50, pages=4, think='10ms'))
+    assert j["failed_requests"] == 0 and j["http_requests"] == b.requests
+    assert b.connections == b.requests + 1, (b.connections, b.requests)      # + the probe
+    k = Backend()
+    j, _, _ = run_load(k.target, "--duration", "2s", *sets(users_per_second=50, pages=4, think='10ms'))
+    assert k.connections == j["users"] + 1, (k.connections, j["users"])     # keep-alive: one per user
+
+
+def test_dead_backend_fails_not_hangs():
+    b = Backend()
+    p = subprocess.Popen([LOAD, "--target", b.target, "--json", "-", "--quiet", "--duration", "6s",
+                          "--timeout", "1s", *sets(users_per_second=100, pages=20, think='20ms')],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    deadline = t0 + 10
+    while b.requests < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.requests >= 100, b.requests
+    b.stop()
+    out, err = p.communicate(timeout=30)
+    took = time.monotonic() - t0
+    assert p.returncode == 0, err
+    j = json.loads(out)
+    assert j["failed_connect"] > 0 and j["failed_requests"] >= j["failed_connect"], j
+    assert took < 6 + 1 + 3, took
+    # a server that accepts and never answers: every exchange times out
+    s = Backend(mode="sink")
+    j, _, took = run_load(s.target, "--duration", "2s", "--timeout", "1s",
+                          *sets(users_per_second=20, pages=3, think='10ms'))
+    assert j["requests"] > 0 and j["failed_timeout"] == j["requests"] == j["failed_requests"], j
+    assert took < 2 + 1 + 3, took
+
+
+def bad(*args):
+    p = subprocess.run([LOAD, *args], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0, (args, p.stdout, p.stderr)
+    return p.returncode, p.stderr
+
+
+def test_bad_input():
+    b = Backend()
+    rc, err = bad("--target", b.target, "--bogus")
+    assert rc == 2 and 'unknown option "--bogus"' in err, err
+    rc, err = bad("--duration", "2s")
+    assert rc == 2 and "--target" in err, err
+    rc, err = bad("--target", b.target, "--duration", "soon")
+    assert rc == 2 and "--duration soon" in err, err
+    rc, err = bad("--target", "nowhere:80")
+    assert rc == 2 and "--target nowhere:80" in err, err
+    rc, err = bad("--target", b.target, "-c", "/nonexistent/x.conf")
+    assert "/nonexistent/x.conf" in err and "No such file" in err, err
+    d = tempfile.mkdtemp(prefix="tload-")
+    broken = os.path.join(d, "broken.conf")
+    with open(broken, "w") as f:
+        f.write("clients = { users_per_second = 10; pages = ;\n")
+    rc, err = bad("--target", b.target, "-c", broken)
+    assert rc == 2 and broken + ":1" in err, err
+    unknown = os.path.join(d, "unknown.conf")
+    with open(unknown, "w") as f:
+        f.write("clients = { users_per_second = 10; bogus = 3; };\n")
+    rc, err = bad("--target", b.target, "-c", unknown)
+    assert rc == 2 and "bogus" in err and unknown in err, err
+    rc, err = bad("--target", f"127.0.0.1:{free_port()}", "--duration", "1s")
+    assert rc == 1 and "cannot connect" in err and "refused" in err, err
+    assert b.requests == 0
+
+
+def test_keys_and_columns_are_the_sims():
+    scen = os.path.join(SRCDIR, "sim", "scenarios", "pattern-a.conf")
+    d = tempfile.mkdtemp(prefix="tload-")
+    sim = subprocess.run([SIM, "-c", scen, "--duration", "20s", "--quiet", "--json", "-",
+                          "--csv", os.path.join(d, "sim.csv")], capture_output=True, text=True, timeout=60)
+    assert sim.returncode == 0, sim.stderr
+    b = Backend()
+    j, _, _ = run_load(b.target, "-c", scen, "--duration", "3s", "--csv", os.path.join(d, "load.csv"),
+                       "--set", "sim.report_interval=1s")
+    missing = set(json.loads(sim.stdout)) - set(j)
+    assert not missing, missing
+    for k in ("latency_p50_ms", "latency_p99_ms"):
+        assert k in j
+    with open(os.path.join(d, "sim.csv")) as f:
+        sim_cols = f.readline().strip()
+    with open(os.path.join(d, "load.csv")) as f:
+        rows = f.read().splitlines()
+    assert rows[0] == sim_cols, (rows[0], sim_cols)
+    assert len(rows) == 1 + 2, rows     # intervals end at 1 s and 2 s, before the 3 s end (as tether-sim)
+    assert sum(int(r.split(",")[4]) for r in rows[1:]) <= j["requests"]
+
+
+def test_model_matches_sim():
+    """Same scenario and seed: as many requests and users as tether-sim
+    predicts.  Live and simulated runs draw different streams, so this is
+    statistical: 10,000 users of 3 pages, sd of the request count 1.3 %;
+    5 % is 3.8 sd."""
+    args = ["--duration", "10s", "--seed", "7", "--set", "pods.store=redis",
+            *sets(users_per_second=1000, pages=3, think='20ms')]
+    sim = subprocess.run([SIM, "--quiet", "--json", "-", "--set", "pods.service=1ms", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert sim.returncode == 0, sim.stderr
+    s = json.loads(sim.stdout)
+    b = Backend()
+    j, _, _ = run_load(b.target, *args)
+    assert abs(j["requests"] - s["requests"]) < 0.05 * s["requests"], (j["requests"], s["requests"])
+    assert abs(j["sessions_created"] - s["sessions_created"]) < 0.05 * s["sessions_created"]
+    assert j["failed_requests"] == 0
+
+
+def main():
+    tests = {k[5:]: v for k, v in globals().items() if k.startswith("test_") and callable(v)}
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(tests))
+        return
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name not in tests:
+        print("unknown test", name, "; have:", ", ".join(sorted(tests)))
+        sys.exit(2)
+    t0 = time.time()
+    tests[name]()
+    print(f"{name}: ok ({time.time() - t0:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
