@@ -14,38 +14,17 @@ session (a forced re-login); `delay` answers after that many seconds;
 `tetherid` also sets a TETHERID cookie at login, as the balancer would, and
 counts page views that do not send it back; `mode="sink"` never answers.
 
-One asyncio loop on a daemon thread serves every backend of a test.
+The integration harness's asyncio loop serves every backend of a test.
 """
 import asyncio
 import collections
-import socket
+import os
+import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Loop:
-    _inst = None
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-
-    @classmethod
-    def get(cls):
-        if cls._inst is None:
-            cls._inst = Loop()
-        return cls._inst
-
-    def call(self, coro, timeout=10):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Loop, free_port     # noqa: E402  (one asyncio loop on a daemon thread)
 
 
 class _Conn(asyncio.Protocol):
