@@ -130,7 +130,7 @@ class Backend:
         with self.lock:
             if target.startswith("/login?user="):
                 user = target[len("/login?user="):]
-                sid = "%016x" % self.next_sid
+                sid = "%s.%x" % (self.name, self.next_sid)      # unique across backends
                 self.next_sid += 1
                 self.sessions[sid] = user
                 self.logins += 1

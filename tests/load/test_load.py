@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # backend.py also puts ../integration on the path
 from backend import Backend, free_port   # noqa: E402
 
 LOAD = os.environ.get("TETHER_LOAD", "build/src/load/tether-load")
@@ -222,6 +222,41 @@ def test_model_matches_sim():
     assert abs(j["requests"] - s["requests"]) < 0.05 * s["requests"], (j["requests"], s["requests"])
     assert abs(j["sessions_created"] - s["sessions_created"]) < 0.05 * s["sessions_created"]
     assert j["failed_requests"] == 0
+
+
+def through_tether(balance, *args):
+    """Three counting pods (sessions in their own memory) behind the real
+    tether; returns (summary, pods)."""
+    from harness import Tether, conf
+    pods = [Backend(f"pod{i}", tetherid=False) for i in (1, 2, 3)]
+    extra = 'cookie = { name = "TETHERID"; secret = "s"; };' if balance == "cookie" else ""
+    text, port = conf([(p.name, p.target) for p in pods], balance=balance, backend_extra=extra)
+    t = Tether(text, port)
+    try:
+        j, _, _ = run_load(f"127.0.0.1:{port}", "--seed", "2", "--duration", "4s",
+                           *sets(users_per_second=40, pages=10, think="20ms"), *args)
+    finally:
+        t.stop()
+    return j, pods
+
+
+def test_through_tether_per_request_and_per_connection():
+    """tether balances connections (L4).  With --new-conn each request is
+    balanced, as tether-sim models it: round-robin over three pods that
+    keep sessions in memory misses about 2 of 3 page views (pattern A),
+    cookie affinity none (B).  A kept-alive connection stays on the pod it
+    was given, so even round-robin keeps every user on one pod."""
+    j, pods = through_tether("roundrobin", "--new-conn")
+    assert 0.55 < j["session_miss_rate"] < 0.78, j
+    assert j["failed_requests"] == 0 and j["misses"] == sum(p.misses for p in pods), j
+    assert j["http_requests"] == sum(p.requests for p in pods)
+    assert set(j["pod_answers"]) == {"pod1", "pod2", "pod3"}, j["pod_answers"]
+    assert j["load_max_over_mean"] < 1.2 and j["pods_final"] == 3, j
+    j, pods = through_tether("cookie", "--new-conn")
+    assert j["misses"] == 0 and j["failed_requests"] == 0 and j["requests_logged_in"] > 200, j
+    assert j["local_hit_rate"] == 1.0, j
+    j, pods = through_tether("roundrobin")
+    assert j["misses"] == 0 and j["failed_requests"] == 0 and j["requests_logged_in"] > 200, j
 
 
 def main():
