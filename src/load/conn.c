@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,14 +62,15 @@ static void fail(struct load *L, struct lu_user *u, enum lu_fail why)
 
 /* Opens a non-blocking connection to the target, bound to the user's
  * source address with --addresses; the connect completes later.  0 or -1
- * (the errno says why). */
+ * (the errno says why).  No TCP_NODELAY: a request is one write made when
+ * nothing of ours is unacknowledged (the previous answer acknowledged the
+ * previous request), which Nagle's algorithm sends at once. */
 static int open_conn(struct load *L, struct lu_user *u)
 {
 	int one = 1, fd = socket(L->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (L->o->addresses) {
 		struct sockaddr_in src = { .sin_family = AF_INET };
 
