@@ -132,8 +132,6 @@ static void try_send(struct load *L, struct lu_user *u)
 		fail(L, u, LF_PROTOCOL);
 		return;
 	}
-	if (u->sent == 0)
-		stats_hist_add(&L->s.lag, (ev_now(L->loop) - L->t0 - u->sched) * 1e6);
 	n = send(u->io.fd, L->wbuf + u->sent, len - u->sent, MSG_NOSIGNAL);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTCONN)) {
 		watch(L, u, true);              /* connecting, or the buffer is full */
@@ -144,6 +142,8 @@ static void try_send(struct load *L, struct lu_user *u)
 			fail(L, u, u->reused ? LF_CLOSED : LF_CONNECT);
 		return;
 	}
+	if (u->sent == 0 && u->action != LA_RELOGIN && !u->retried)    /* the request's first write */
+		stats_hist_add(&L->s.lag, (ev_now(L->loop) - L->t0 - u->sched) * 1e6);
 	u->sent = (uint16_t)(u->sent + n);
 	if (u->sent < len) {
 		watch(L, u, true);

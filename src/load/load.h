@@ -11,8 +11,8 @@
  * since the run started (ev time - load.t0), the scale of the scenario's
  * durations and of the CSV's time_s.
  *
- * Modules: model.c (the simulator's draws), user.c (a user's life and what
- * its answers count), conn.c (its connection), stats.c (counters, latency,
+ * Modules: user.c (the simulator's draws, a user's life and what its
+ * answers count), conn.c (its connection), stats.c (counters, latency,
  * CSV, JSON), load.c (the loop: arrivals, reports, the end), args.c.
  */
 #ifndef TETHER_LOAD_H
@@ -185,15 +185,6 @@ int load_run(struct load *L, struct load_opts *o);
 void load_fini(struct load *L);
 /* Called when a user left: ends the run once the end has come and no user is left. */
 void load_user_gone(struct load *L);
-
-/* --- model.c: the simulator's client model --- */
-
-double model_arrival_rate(const struct sim_params *p, double t);
-uint32_t model_pages(const struct sim_params *p, struct lb_rng *rng);
-/* The address index a new user takes. */
-uint32_t model_address(struct load *L, struct lu_user *u);
-/* Whether a logged-in user's address changes before this request. */
-bool model_address_changes(const struct sim_params *p, struct lb_rng *rng);
 
 /* --- user.c --- */
 

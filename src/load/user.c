@@ -23,12 +23,74 @@
  * session): it adds an HTTP exchange (`http_requests`) and a session
  * created, not a request.  The rest is in docs/load.md.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "load.h"
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/*
+ * --- the simulator's draws ---
+ *
+ * These copy static helpers of sim/sim.c: the geometric page count and
+ * the address choice of user_new(), and the address change of
+ * on_request() (load.c copies arrival_rate()).  sim.h does not export them; they belong there (e.g.
+ * sim_arrival_rate(), sim_pages()) so that both programs call one
+ * definition - until then a change to one must be made to the other
+ * (tests/load/test_load.py model_matches_sim holds the outcome against
+ * tether-sim).  What differs, because real time is not virtual: each user
+ * draws from its own generator (seeded from the arrival stream), so a seed
+ * fixes each user's pages, think times and items whatever order the
+ * answers come back in; and the address space is --addresses loopback
+ * addresses, not 2^32.
+ */
+
+/* sim.c user_new(): a geometric number of requests with mean `pages`, by
+ * inversion: P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)).
+ * The first request is the login, as in the simulator. */
+static uint32_t pages(const struct sim_params *p, struct lb_rng *rng)
+{
+	double q = 1.0 / (p->pages < 1 ? 1 : p->pages);
+	double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(rng)) / log1p(-q));
+
+	return (uint32_t)fmin(n, 60000);
+}
+
+/*
+ * sim.c user_new(): with users_per_address > 1, a user takes one of
+ * nusers / users_per_address + 1 addresses at random (nusers: user slots
+ * ever used, about the peak of users alive), so about users_per_address
+ * users share each.  With 1, every user has an address of its own: the
+ * simulator draws 32 random bits; here the next of the --addresses
+ * addresses in turn, so users alive at once get distinct addresses while
+ * there are at least as many addresses as users.
+ */
+static uint32_t address(struct load *L, struct lu_user *u)
+{
+	unsigned upa = L->p->users_per_address;
+	uint32_t n = L->o->addresses, a;
+
+	if (n == 0)
+		return 0;
+	if (upa > 1) {
+		a = (uint32_t)(lb_rng_next(&u->rng) % (L->nusers / upa + 1));
+		return a % n;
+	}
+	a = L->addr_next;
+	L->addr_next = (L->addr_next + 1) % n;
+	return a;
+}
+
+/* sim.c on_request(): a logged-in (mobile) user moves networks with
+ * probability address_change per request. */
+static bool address_changes(const struct sim_params *p, struct lb_rng *rng)
+{
+	return p->address_change > 0 && lb_rng_double(rng) < p->address_change;
+}
+
+/* --- users --- */
 
 static struct lu_user *slot(struct load *L, uint32_t id)
 {
@@ -93,7 +155,7 @@ static void leave(struct load *L, struct lu_user *u)
 /* sim.c on_request(): the next request of u, due now (model time u->sched). */
 static void request(struct load *L, struct lu_user *u)
 {
-	if (u->logged_in && model_address_changes(L->p, &u->rng) && L->o->addresses) {
+	if (u->logged_in && address_changes(L->p, &u->rng) && L->o->addresses) {
 		u->addr = (uint32_t)(lb_rng_next(&u->rng) % L->o->addresses);
 		conn_close(L, u);               /* a new network: a new connection */
 	}
@@ -248,8 +310,8 @@ void user_arrive(struct load *L, double at)
 	L->s.users++;
 	u->seq = L->s.users;
 	lb_rng_seed(&u->rng, lb_rng_next(&L->rng));
-	u->pages_left = model_pages(L->p, &u->rng);
-	u->addr = model_address(L, u);
+	u->pages_left = pages(L->p, &u->rng);
+	u->addr = address(L, u);
 	u->session_pod = -1;
 	u->sched = at;
 	request(L, u);

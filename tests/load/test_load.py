@@ -90,17 +90,17 @@ def test_open_loop_rate_held():
     target = rate * secs
     assert abs(b.requests - target) <= 0.02 * target, (b.requests, target)
     assert j["requests"] == b.requests and j["failed_requests"] == 0, j
-    t0 = min(b.times)
-    bins = [0] * secs
-    for t in b.times:
-        k = int(t - t0)
-        if k < secs:
-            bins[k] += 1
-    # Poisson: sd of a 1 s bin is sqrt(1500) = 2.6 %; 15 % is 5.8 sd
-    for k in range(1, secs - 1):
-        assert abs(bins[k] - rate) < 0.15 * rate, (k, bins)
-    assert j["latency_p50_ms"] >= 250, j
+    # sent when due: 99 % of first writes within 50 ms of their due time
     assert j["send_lag_p99_ms"] < 50, j
+    # and the server saw no gap: every 2 s window holds at least half its
+    # share (the server's own clock, so its stalls count too: the bound is loose)
+    t0 = min(b.times)
+    win = [0] * (secs // 2)
+    for t in b.times:
+        if int(t - t0) // 2 < len(win):
+            win[int(t - t0) // 2] += 1
+    assert min(win[:-1]) > rate, win
+    assert j["latency_p50_ms"] >= 250, j
 
 
 def test_addresses_distinct_sources():
