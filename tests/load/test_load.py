@@ -259,6 +259,18 @@ def test_through_tether_per_request_and_per_connection():
     assert j["misses"] == 0 and j["failed_requests"] == 0 and j["requests_logged_in"] > 200, j
 
 
+def test_through_tether_iphash_sees_addresses():
+    """IP-hash through tether, a connection per request: with --addresses
+    each user keeps its address and so its pod (no misses) and the users
+    spread over the three pods; without, every user is 127.0.0.1 and one
+    pod takes everything."""
+    j, pods = through_tether("iphash", "--new-conn", "--addresses", "500")
+    assert j["misses"] == 0 and j["failed_requests"] == 0 and j["requests_logged_in"] > 200, j
+    assert set(j["pod_answers"]) == {"pod1", "pod2", "pod3"}, j["pod_answers"]
+    j, pods = through_tether("iphash", "--new-conn")
+    assert len(j["pod_answers"]) == 1 and j["misses"] == 0, j
+
+
 def main():
     tests = {k[5:]: v for k, v in globals().items() if k.startswith("test_") and callable(v)}
     if sys.argv[1:] == ["--list"]:
