@@ -5,7 +5,8 @@ not a hang, bad input a clear message and a nonzero exit, and its JSON
 keys and CSV columns are tether-sim's.
 
 Run one: python3 tests/load/test_load.py NAME;  --list names them all
-(tests/load/meson.build registers what --list prints).
+(tests/load/meson.build registers what --list prints), --list-valgrind
+those that also run under valgrind (TETHER_VALGRIND=1).
 """
 import json
 import os
@@ -20,6 +21,21 @@ from backend import Backend, free_port   # noqa: E402
 LOAD = os.environ.get("TETHER_LOAD", "build/src/load/tether-load")
 SIM = os.environ.get("TETHER_SIM", "build/sim/tether-sim")
 SRCDIR = os.environ.get("TETHER_SRCDIR", ".")
+VALGRIND = os.environ.get("TETHER_VALGRIND") == "1"
+
+
+def load_cmd(*args):
+    """tether-load's command line, under valgrind when TETHER_VALGRIND=1
+    (exit status 99 then means valgrind found errors or leaks)."""
+    vg = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+          "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"] if VALGRIND else []
+    return [*vg, LOAD, *args]
+
+
+def valgrind(fn):
+    """Marks a test that also runs in the valgrind suite (no timing asserts)."""
+    fn.valgrind = True
+    return fn
 
 
 def run_load(target, *args, timeout=120):
@@ -27,10 +43,11 @@ def run_load(target, *args, timeout=120):
     fd, path = tempfile.mkstemp(prefix="tload-", suffix=".json")
     os.close(fd)
     t0 = time.monotonic()
-    p = subprocess.run([LOAD, "--target", target, "--json", path, "--quiet", *args],
+    p = subprocess.run(load_cmd("--target", target, "--json", path, "--quiet", *args),
                        capture_output=True, text=True, timeout=timeout)
     took = time.monotonic() - t0
     assert p.returncode == 0, f"tether-load exited {p.returncode}: {p.stderr}"
+    assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr
     with open(path) as f:
         out = json.load(f)
     os.unlink(path)
@@ -44,6 +61,7 @@ def sets(**kw):
     return args
 
 
+@valgrind
 def test_counts_equal_backend():
     b = Backend(miss_every=7, tetherid=True)
     j, _, _ = run_load(b.target, "--seed", "3", "--duration", "4s",
@@ -64,6 +82,7 @@ def test_counts_equal_backend():
     assert abs(j["session_miss_rate"] - b.misses / b.pages) < 1e-5
 
 
+@valgrind
 def test_401_relogin_counted():
     b = Backend(miss_every=3)
     j, _, _ = run_load(b.target, "--seed", "5", "--duration", "3s",
@@ -103,6 +122,7 @@ def test_open_loop_rate_held():
     assert j["latency_p50_ms"] >= 250, j
 
 
+@valgrind
 def test_addresses_distinct_sources():
     b = Backend()
     run_load(b.target, "--addresses", "40", "--duration", "3s",
@@ -114,6 +134,7 @@ def test_addresses_distinct_sources():
     assert b2.peers == {"127.0.0.1"}, b2.peers
 
 
+@valgrind
 def test_new_conn_per_request():
     b = Backend()
     j, _, _ = run_load(b.target, "--new-conn", "--duration", "2s",
@@ -151,11 +172,12 @@ def test_dead_backend_fails_not_hangs():
 
 
 def bad(*args):
-    p = subprocess.run([LOAD, *args], capture_output=True, text=True, timeout=30)
-    assert p.returncode != 0, (args, p.stdout, p.stderr)
+    p = subprocess.run(load_cmd(*args), capture_output=True, text=True, timeout=60)
+    assert p.returncode not in (0, 99), (args, p.returncode, p.stdout, p.stderr)
     return p.returncode, p.stderr
 
 
+@valgrind
 def test_bad_input():
     b = Backend()
     rc, err = bad("--target", b.target, "--bogus")
@@ -275,6 +297,9 @@ def main():
     tests = {k[5:]: v for k, v in globals().items() if k.startswith("test_") and callable(v)}
     if sys.argv[1:] == ["--list"]:
         print("\n".join(tests))
+        return
+    if sys.argv[1:] == ["--list-valgrind"]:
+        print("\n".join(k for k, v in tests.items() if getattr(v, "valgrind", False)))
         return
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in tests:
