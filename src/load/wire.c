@@ -97,8 +97,9 @@ static int header_done(struct wire_resp *r, struct wire_jar *jar)
 		else if (has_token(v, n, "keep-alive"))
 			r->keep_alive = true;
 		break;
-	case H_COOKIE:
-		wire_jar_set(jar, v, n);
+	case H_COOKIE:              /* a NAME=VALUE cut short is not stored */
+		if (!r->val_cut || memchr(v, ';', n))
+			wire_jar_set(jar, v, n);
 		break;
 	case H_POD:
 		n = n < WIRE_POD_MAX - 1 ? n : WIRE_POD_MAX - 1;
@@ -179,12 +180,15 @@ static int head_byte(struct wire_resp *r, char c, struct wire_jar *jar)
 		if (c != '\n') {
 			if (r->hdr != H_OTHER && r->vlen < WIRE_VAL_MAX)
 				r->val[r->vlen++] = c;
+			else if (r->hdr != H_OTHER)
+				r->val_cut = true;
 			return 0;
 		}
 		if (header_done(r, jar) < 0)
 			return -1;
 		r->state = S_NAME;
 		r->name_len = 0;
+		r->val_cut = false;
 		return 0;
 	}
 }

@@ -19,7 +19,7 @@
 
 #define WIRE_JAR_MAX 200        /* "SID=<16 hex>; TETHERID=<16 hex>" needs 44 */
 #define WIRE_POD_MAX 32         /* an X-Pod value, truncated beyond */
-#define WIRE_VAL_MAX 160        /* a captured header value, truncated beyond */
+#define WIRE_VAL_MAX 160        /* a captured header value, truncated beyond (a cookie then dropped) */
 #define WIRE_HEAD_MAX 16384     /* larger response heads are an error */
 
 /* Where the pod found the session (the X-Session header). */
@@ -43,7 +43,7 @@ struct wire_resp {
 	uint8_t state;
 	uint8_t hdr;                /* the header of the current line */
 	uint8_t name_len;
-	bool http10, keep_alive, chunked, has_length, until_close;
+	bool http10, keep_alive, chunked, has_length, until_close, val_cut;
 	uint16_t vlen;
 	uint32_t head_len;
 	uint64_t body_left;

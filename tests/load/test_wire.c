@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -141,6 +142,21 @@ static void test_refused(void **state)
 	assert_int_equal(wire_resp_feed(&r, big, sizeof(big), &used, &jar), -1);
 }
 
+static void test_long_cookie_dropped(void **state)
+{
+	char s[600];
+	struct wire_resp r;
+	struct wire_jar jar = { 0 };
+	size_t used;
+	int n = snprintf(s, sizeof(s), "HTTP/1.1 200 OK\r\nSet-Cookie: big=%0200d\r\n"
+	                 "Set-Cookie: SID=1; Path=/; %0200d\r\nContent-Length: 0\r\n\r\n", 0, 0);
+
+	wire_resp_init(&r);
+	assert_int_equal(wire_resp_feed(&r, s, (size_t)n, &used, &jar), 1);
+	assert_int_equal(jar.len, 5);                     /* SID kept (its attributes were cut), big dropped */
+	assert_memory_equal(jar.s, "SID=1", 5);
+}
+
 static void test_jar(void **state)
 {
 	struct wire_jar j = { 0 };
@@ -202,6 +218,7 @@ int main(void)
 		cmocka_unit_test(test_two_in_a_row_and_close),
 		cmocka_unit_test(test_body_until_close_and_interim),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_long_cookie_dropped),
 		cmocka_unit_test(test_jar),
 		cmocka_unit_test(test_format),
 	};
