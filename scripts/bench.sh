@@ -5,7 +5,11 @@
 # HAProxy and keeps raw wrk output in bench/results/.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both]
-#                    [--only tether,haproxy,nginx,direct]
+#                    [--only tether,haproxy,nginx,direct] [--baseline REV]
+#
+# --baseline REV also builds tether as it was at git revision REV (in a
+# temporary worktree) and runs it as proxy "base" beside the others, then
+# prints tether's ratios against it: a change's cost, measured in one run.
 #
 # Two setups, same processes (moved between CPUs with taskset):
 #   pinned  every proxy on CPU 1, wrk and both backends on CPU 0;
@@ -22,13 +26,14 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000 setups="pinned shared"
-usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST]"
+runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000 setups="pinned shared" baseline=""
+usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST] [--baseline REV]"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runs=1 dur=3 ;;
 	--runs) runs=$2; shift ;;
 	--only) only=$2; shift ;;
+	--baseline) baseline=$2; shift ;;
 	--setup) case $2 in pinned|shared) setups=$2 ;; both) setups="pinned shared" ;;
 	         *) echo "$usage" >&2; exit 2 ;; esac; shift ;;
 	*) echo "$usage" >&2; exit 2 ;;
@@ -48,12 +53,20 @@ pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	[ -n "$baseline" ] && git worktree remove --force "$work/base" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-P1=19101 P2=19102 PT=19080 PH=19081 PN=19082
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083
+if [ -n "$baseline" ]; then
+	git worktree add --detach "$work/base" "$baseline" >/dev/null 2>&1 ||
+		{ echo "bench: cannot check out $baseline" >&2; exit 2; }
+	(cd "$work/base" && meson setup build --buildtype=release -Dtests=false >/dev/null && ninja -C build src/tether >/dev/null) ||
+		{ echo "bench: cannot build $baseline" >&2; exit 2; }
+	only="$only,base"
+fi
 "$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"; b1pid=$!
 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"; b2pid=$!
 
@@ -95,6 +108,11 @@ EOF
 
 # Note: the tether log is a file; one line per connection is part of what is measured.
 "$build/src/tether" -c "$work/tether.conf" & pids="$pids $!"; tpid=$!
+bpid=""
+if [ -n "$baseline" ]; then
+	sed "s/127.0.0.1:$PT/127.0.0.1:$PB/; s|$work/tether.log|$work/base.log|" "$work/tether.conf" > "$work/base.conf"
+	"$work/base/build/src/tether" -c "$work/base.conf" & pids="$pids $!"; bpid=$!
+fi
 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
 sleep 1
@@ -114,7 +132,7 @@ cpu_ticks() { # PID -> user + system clock ticks used so far
 place() {
 	if [ "$1" = pinned ]; then back=0 prox=1 wrkcpu=0; else back=0,1 prox=0,1 wrkcpu=0,1; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
-	for p in $tpid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+	for p in $tpid $bpid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
 
 # one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
@@ -148,11 +166,11 @@ figure() {
 	echo "${v:--}"
 }
 
-# paired SETUP NAME MODE WHAT -> median over the rounds of NAME's WHAT divided
-# by HAProxy's in the same round, "-" when unknown
+# paired SETUP NAME MODE WHAT [REF] -> median over the rounds of NAME's WHAT
+# divided by REF's (default HAProxy) in the same round, "-" when unknown
 paired() {
 	v=$(for r in $(seq "$runs"); do
-		a=$($4 "$results/$1/$2-$3-$r") b=$($4 "$results/$1/haproxy-$3-$r")
+		a=$($4 "$results/$1/$2-$3-$r") b=$($4 "$results/$1/${5:-haproxy}-$3-$r")
 		[ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) print a / b }'
 	done | median)
 	[ -n "$v" ] && printf '%.2fx' "$v" || echo "-"
@@ -163,12 +181,13 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 }
 
 port_of() {
-	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; esac
+	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;; esac
 }
 pid_of() {
 	case $1 in
 	direct) echo "" ;;
 	tether) echo $tpid ;;
+	base) echo $bpid ;;
 	haproxy) echo $hpid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
 	       pgrep -P "$p" | head -1 || echo "$p" ;;     # the worker is the child of the master
@@ -176,7 +195,7 @@ pid_of() {
 }
 
 who_list=""
-for who in direct tether haproxy nginx; do
+for who in direct tether base haproxy nginx; do
 	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
@@ -258,6 +277,12 @@ for setup in $setups; do
 			"$(awk -v a="$mem" -v b="$mem_haproxy" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')" \
 			"$(paired $setup $who keepalive cpu)" "$(paired $setup $who close cpu)" | tee -a "$results/$setup/ratios.txt"
 	done
+	[ -n "$baseline" ] || continue
+	printf '  tether against base (%s): keepalive %s  newconn %s  p99(ka) %s  p99(new) %s  cpu/req ka %s new %s\n' \
+		"$baseline" "$(paired $setup tether keepalive rps base)" "$(paired $setup tether close rps base)" \
+		"$(paired $setup tether keepalive p99 base)" "$(paired $setup tether close p99 base)" \
+		"$(paired $setup tether keepalive cpu base)" "$(paired $setup tether close cpu base)" |
+		tee -a "$results/$setup/ratios.txt"
 done
 if [ -d "$results/syscalls" ]; then
 	echo

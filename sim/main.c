@@ -1,6 +1,11 @@
 /*
- * tether-sim - command line (DESIGN.md, "tether-sim").
+ * tether-sim - command line (DESIGN.md, "tether-sim"; docs/simulator.md).
+ *
+ * Exit status: 0 done, 1 the run or its outputs failed, 2 bad arguments or
+ * scenario.  With `--json -` stdout carries the JSON only; the human
+ * summary then goes to stderr.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +14,27 @@
 #include "sim.h"
 #include "tether/config.h"
 
+#define MAX_SETS 64
+
+struct opts {
+	const char *scenario, *csv, *json, *plot;
+	char *sets[MAX_SETS + 2];
+	char seed_set[64], dur_set[64];
+	int nsets, runs, threads;
+	char pattern;
+	bool cmp, quiet;
+};
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: tether-sim [-c SCENARIO.conf] [--pattern A|B|C|D] [--set key=value]... [--seed N]\n"
-	        "                  [--duration T] [--csv FILE] [--json FILE] [--plot FILE.svg|.png] [--quiet]\n"
-	        "       tether-sim --compare-patterns [--seed N] [--duration T]\n"
+	        "usage: tether-sim [-c SCENARIO.conf] [--pattern A|B|C|D] [--set group.key=value]... [--seed N]\n"
+	        "                  [--duration T] [--csv FILE] [--json FILE|-] [--plot FILE.svg|.png] [--quiet]\n"
+	        "                  [--runs N [--threads N]]\n"
+	        "       tether-sim --compare-patterns [--set ...] [--seed N] [--duration T] [--runs N]\n"
 	        "patterns: A pod memory, no affinity; B pod memory + affinity; C Redis, no affinity;\n"
-	        "          D Redis + pod-local cache + affinity\n");
+	        "          D Redis + pod-local cache + affinity\n"
+	        "--runs N: N replications (seeds N..N+runs-1) in parallel, mean and 95%% confidence interval\n");
 }
 
 static const char *store_name(enum store s)
@@ -24,211 +42,306 @@ static const char *store_name(enum store s)
 	return s == STORE_LOCAL ? "pod memory" : s == STORE_REDIS ? "Redis" : "Redis + local cache";
 }
 
-static void print_summary(const struct sim_params *p, const struct sim_summary *s)
+static void print_summary(FILE *f, const struct sim_params *p, const struct sim_summary *s)
 {
-	printf("balance %-10s store %-20s pods %d, %.0f s simulated in %.2f s (%.1f M events/s)\n",
-	       p->be.algo->name, store_name(p->store), s->pods_final, p->duration_s, s->wall_seconds,
-	       s->events / s->wall_seconds / 1e6);
-	printf("  requests            %12llu\n", (unsigned long long)s->requests);
-	printf("  sessions created    %12llu\n", (unsigned long long)s->sessions_created);
-	printf("  session miss rate   %11.2f%%   (logged-in requests that found no session: forced re-login)\n",
-	       100 * s->session_miss_rate);
-	printf("  local hit rate      %11.2f%%\n", 100 * s->local_hit_rate);
-	printf("  redis hit rate      %11.2f%%\n", 100 * s->redis_hit_rate);
-	printf("  redis ops/s         %12.1f\n", s->redis_ops_per_sec);
-	printf("  sessions lost       %12llu\n", (unsigned long long)s->sessions_lost);
-	printf("  failed requests     %12llu\n", (unsigned long long)s->failed);
-	printf("  load max/mean       %12.3f   (stddev/mean %.3f)\n", s->load_max_over_mean, s->load_stddev);
-	printf("  mean response       %10.2f ms\n", s->mean_response_ms);
+	fprintf(f, "balance %-10s store %-20s pods %d, %.0f s simulated in %.2f s (%.1f M events/s)\n",
+	        p->be.algo->name, store_name(p->store), s->pods_final, p->duration_s, s->wall_seconds,
+	        (double)s->events / s->wall_seconds / 1e6);
+	fprintf(f, "  requests            %12llu\n", (unsigned long long)s->requests);
+	fprintf(f, "  sessions created    %12llu\n", (unsigned long long)s->sessions_created);
+	fprintf(f, "  session miss rate   %11.2f%%   (logged-in requests that found no session: forced re-login)\n",
+	        100 * s->session_miss_rate);
+	fprintf(f, "  local hit rate      %11.2f%%\n", 100 * s->local_hit_rate);
+	fprintf(f, "  redis hit rate      %11.2f%%\n", 100 * s->redis_hit_rate);
+	fprintf(f, "  redis ops/s         %12.1f   (server busy %.1f%%, longest wait %.2f ms)\n", s->redis_ops_per_sec,
+	        100 * s->redis_utilisation, s->redis_wait_max_ms);
+	fprintf(f, "  sessions lost       %12llu\n", (unsigned long long)s->sessions_lost);
+	fprintf(f, "  failed requests     %12llu   (no pod %llu, queue full %llu, timeout %llu, crash %llu)\n",
+	        (unsigned long long)s->failed, (unsigned long long)s->failed_no_server,
+	        (unsigned long long)s->failed_queue_full, (unsigned long long)s->failed_timeout,
+	        (unsigned long long)s->failed_crash);
+	if (s->logins_failed)
+		fprintf(f, "  logins failed       %12llu   (Redis down)\n", (unsigned long long)s->logins_failed);
+	fprintf(f, "  load max/mean       %12.3f   (stddev/mean %.3f)\n", s->load_max_over_mean, s->load_stddev);
+	fprintf(f, "  mean response       %10.2f ms (answered requests)\n", s->mean_response_ms);
+	fprintf(f, "  pods created        %12d\n", s->pods_created);
 	if (s->rebalance_seconds > 0)
-		printf("  rebalanced after    %10.0f s\n", s->rebalance_seconds);
+		fprintf(f, "  rebalanced after    %10.0f s\n", s->rebalance_seconds);
+	if (s->pods_refused)
+		fprintf(f, "  WARNING: %llu pods not created: %d were alive at once\n", (unsigned long long)s->pods_refused,
+		        SIM_MAX_PODS);
 }
 
-/* The four patterns side by side: normal running, a pod crash, scale-out 3 -> 5. */
-static int compare(const struct sim_params *base)
+/* Defaults, the pattern, the scenario and --set: the parameters of a run. */
+static int build(const struct opts *o, char pattern, struct sim_params *p)
 {
-	struct sim_summary run[4], crash[4], scale[4];
-	static const char *const what[4] = {
-		"pod memory, round-robin", "pod memory + cookie affinity",
-		"Redis, round-robin", "Redis + local cache + affinity" };
+	char *err = NULL, *warn = NULL;
+	int rc;
+
+	sim_params_default(p);
+	if (pattern)
+		sim_pattern(p, pattern);
+	rc = sim_load_warn(p, o->scenario, (char **)o->sets, o->nsets, &err, &warn);
+	if (warn)
+		fprintf(stderr, "tether-sim: warning: %s\n", warn);
+	if (rc < 0)
+		fprintf(stderr, "%s\n", err ? err : "tether-sim: bad scenario");
+	free(err);
+	free(warn);
+	return rc;
+}
+
+static int stats(const struct opts *o, const struct sim_params *p, struct sim_stats *st)
+{
+	char *err = NULL;
+	int rc = sim_runs(p, o->runs > 0 ? o->runs : 1, o->runs > 0 ? o->threads : 1, st, NULL, &err);
+
+	if (rc < 0)
+		fprintf(stderr, "%s\n", err ? err : "tether-sim: the runs failed");
+	free(err);
+	return rc;
+}
+
+/* metric m of the table: mean, with its interval when there are runs */
+static void cell(const struct sim_stats *st, int m, double scale, int decimals, int w)
+{
+	char b[64];
+
+	snprintf(b, sizeof(b), "%.*f", decimals, scale * st->m[m].mean);
+	if (st->runs > 1)
+		snprintf(b + strlen(b), sizeof(b) - strlen(b), "±%.2g", scale * st->m[m].ci95);
+	printf(" %*s", w, b);
+}
+
+/* The four patterns side by side: normal running, a crash of the first
+ * pod half-way, a scale-out by two pods half-way; --set, --duration,
+ * --seed and --runs apply to each. */
+static int compare(const struct opts *o)
+{
+	static const char *const what[4] = { "pod memory, round-robin", "pod memory + cookie affinity",
+	                                     "Redis, round-robin", "Redis + local cache + affinity" };
+	struct sim_stats run[4], crash[4], scale[4];
+	struct sim_params p;
 
 	for (int i = 0; i < 4; i++) {
-		struct sim_params p = *base;
-
-		sim_pattern(&p, (char)('A' + i));
-		if (sim_run(&p, &run[i], NULL, false) < 0)
-			return 1;
+		if (build(o, (char)('A' + i), &p) < 0)
+			return 2;
+		if (stats(o, &p, &run[i]) < 0)
+			goto fail;
 		p.crash_at_s = p.duration_s / 2;
-		p.crash_pod = 0;
-		sim_run(&p, &crash[i], NULL, false);
+		p.crash_pod[0] = '\0';
+		if (stats(o, &p, &crash[i]) < 0)
+			goto fail;
 		p.crash_at_s = -1;
 		p.scale_at_s = p.duration_s / 2;
-		p.scale_to = 5;
+		p.scale_to = p.pods + 2;
 		p.startup_s = 5;
-		sim_run(&p, &scale[i], NULL, false);
+		if (stats(o, &p, &scale[i]) < 0)
+			goto fail;
+		free(p.be.servers);
 	}
-	printf("The four session patterns: 3 pods, ~100 requests/s, %.0f s simulated (seed %llu)\n\n",
-	       base->duration_s, (unsigned long long)base->seed);
-	printf("%-3s %-32s %9s %9s %10s %9s %13s %15s\n", "", "pattern", "miss rate", "local hit", "Redis ops/s",
-	       "max/mean", "lost on crash", "misses 3->5");
-	for (int i = 0; i < 4; i++)
-		printf("%-3c %-32s %8.1f%% %8.1f%% %10.1f %9.2f %13llu %14.1f%%\n", 'A' + i, what[i],
-		       100 * run[i].session_miss_rate, 100 * run[i].local_hit_rate, run[i].redis_ops_per_sec,
-		       run[i].load_max_over_mean, (unsigned long long)crash[i].sessions_lost,
-		       100 * scale[i].session_miss_rate);
+	printf("The four session patterns: %d pods, %.0f s simulated, seed %llu%s\n\n", p.pods, p.duration_s,
+	       (unsigned long long)p.seed, o->runs > 1 ? " (mean ± 95% CI over the runs)" : "");
+	printf("%-3s %-32s %14s %14s %14s %12s %14s %14s\n", "", "pattern", "miss rate %", "local hit %",
+	       "Redis ops/s", "max/mean", "lost on crash", "misses +2 pods");
+	for (int i = 0; i < 4; i++) {
+		printf("%-3c %-32s", 'A' + i, what[i]);
+		cell(&run[i], 2, 100, 1, 14);
+		cell(&run[i], 3, 100, 1, 14);
+		cell(&run[i], 5, 1, 1, 14);
+		cell(&run[i], 7, 1, 2, 12);
+		cell(&crash[i], 6, 1, 0, 14);
+		cell(&scale[i], 2, 100, 1, 14);
+		printf("\n");
+	}
 	printf("\nmiss rate: requests of logged-in users that found no session and forced a new login.\n"
-	       "lost on crash: sessions destroyed when pod 1 crashes half-way.  misses 3->5: miss rate of a\n"
-	       "run that scales from 3 to 5 pods half-way.  A loses 2 of 3 requests to the wrong pod; B keeps\n"
+	       "lost on crash: sessions destroyed when the first pod crashes half-way.  misses +2 pods: miss rate\n"
+	       "of a run that scales out by two pods half-way.  A loses 2 of 3 requests to the wrong pod; B keeps\n"
 	       "users on their pod but loses a pod's sessions when it dies; C never misses but pays Redis on\n"
 	       "every request; D never misses and serves most requests from the pod-local cache.\n");
 	return 0;
+fail:
+	free(p.be.servers);
+	return 1;
 }
 
-/* A dashed vertical line, labelled on the top panel, per marker the run
- * recorded: crashes in red, scaling in blue, Redis recovery in green. */
-static void markers(FILE *f, const struct sim_summary *s)
+static int parse(int argc, char **argv, struct opts *o)
 {
-	for (int i = 0; i < s->nmarks; i++) {
-		const struct sim_mark *m = &s->marks[i];
-		const char *color = strstr(m->what, "crash") ? "red" : strstr(m->what, "Redis") ||
-		                    strstr(m->what, "replica") ? "dark-green" : "blue";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end;
 
-		fprintf(f, "set arrow from %.0f, graph 0 to %.0f, graph 1 nohead dashtype 2 lc rgb '%s'\n",
-		        m->t_s, m->t_s, color);
-		fprintf(f, "set label %d '%s' at %.0f, graph 0.97 rotate by 90 right font ',8' tc rgb '%s'\n",
-		        i + 1, m->what, m->t_s, color);
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			exit(0);
+		} else if (strcmp(a, "--quiet") == 0) {
+			o->quiet = true;
+		} else if (strcmp(a, "--compare-patterns") == 0) {
+			o->cmp = true;
+		} else if (!v) {
+			fprintf(stderr, "tether-sim: %s: unknown, or missing its value\n", a);
+			return -1;
+		} else if (strcmp(a, "-c") == 0) {
+			o->scenario = argv[++i];
+		} else if (strcmp(a, "--pattern") == 0) {
+			if (strlen(v) != 1 || v[0] < 'A' || v[0] > 'D') {
+				fprintf(stderr, "tether-sim: --pattern %s: want A, B, C or D\n", v);
+				return -1;
+			}
+			o->pattern = v[0], i++;
+		} else if (strcmp(a, "--set") == 0) {
+			if (o->nsets == MAX_SETS) {
+				fprintf(stderr, "tether-sim: at most %d --set\n", MAX_SETS);
+				return -1;
+			}
+			o->sets[o->nsets++] = argv[++i];
+		} else if (strcmp(a, "--seed") == 0) {
+			errno = 0;
+			strtoull(v, &end, 10);
+			if (!*v || *end || v[0] == '-' || errno) {
+				fprintf(stderr, "tether-sim: --seed %s: want an unsigned integer\n", v);
+				return -1;
+			}
+			snprintf(o->seed_set, sizeof(o->seed_set), "sim.seed=%s", v), i++;
+		} else if (strcmp(a, "--duration") == 0) {
+			uint64_t ms;
+
+			if (cfg_parse_duration(v, &ms) < 0 || ms == 0 || strlen(v) > 40) {
+				fprintf(stderr, "tether-sim: --duration %s: want a duration such as \"600s\" or \"24h\"\n", v);
+				return -1;
+			}
+			snprintf(o->dur_set, sizeof(o->dur_set), "sim.duration=%s", v), i++;
+		} else if (strcmp(a, "--runs") == 0 || strcmp(a, "--threads") == 0) {
+			long n = strtol(v, &end, 10);
+
+			if (!*v || *end || n < 1 || n > 10000) {
+				fprintf(stderr, "tether-sim: %s %s: want an integer 1..10000\n", a, v);
+				return -1;
+			}
+			*(a[2] == 'r' ? &o->runs : &o->threads) = (int)n, i++;
+		} else if (strcmp(a, "--csv") == 0) {
+			o->csv = argv[++i];
+		} else if (strcmp(a, "--json") == 0) {
+			o->json = argv[++i];
+		} else if (strcmp(a, "--plot") == 0) {
+			o->plot = argv[++i];
+		} else {
+			fprintf(stderr, "tether-sim: bad argument \"%s\"\n", a);
+			return -1;
+		}
 	}
+	if (o->seed_set[0])
+		o->sets[o->nsets++] = o->seed_set;
+	if (o->dur_set[0])
+		o->sets[o->nsets++] = o->dur_set;
+	if (o->runs > 1 && (o->csv || o->plot)) {
+		fprintf(stderr, "tether-sim: --csv and --plot describe one run: leave out --runs\n");
+		return -1;
+	}
+	return 0;
 }
 
-/* Writes a gnuplot script next to the output and runs it: miss rate, Redis
- * operations and pods over time, with the run's markers. */
-static int plot(const struct sim_summary *s, const char *csv, const char *out)
+static FILE *open_out(const char *path)
 {
-	const char *ext = strrchr(out, '.');
-	const char *term = ext && strcmp(ext, ".png") == 0 ? "pngcairo size 1000,700" : "svg size 1000,700";
-	char script[4200], cmd[4300];
-	FILE *f;
-	int rc;
+	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
 
-	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-		fprintf(stderr, "tether-sim: --plot needs gnuplot: apt-get install gnuplot-nox\n");
+	if (!f)
+		fprintf(stderr, "tether-sim: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
+static int close_out(FILE *f, const char *path)
+{
+	int bad = ferror(f) || (f == stdout ? fflush(f) : fclose(f)) != 0;
+
+	if (bad)
+		fprintf(stderr, "tether-sim: writing %s failed\n", path);
+	return bad ? 1 : 0;
+}
+
+/* --runs N: the table, and the JSON of means and intervals. */
+static int many(const struct opts *o, struct sim_params *p)
+{
+	struct sim_stats st;
+	FILE *jf;
+
+	if (stats(o, p, &st) < 0)
 		return 1;
-	}
-	snprintf(script, sizeof(script), "%s.gp", out);
-	if (!(f = fopen(script, "w"))) {
-		perror(script);
+	if (!o->quiet)
+		sim_print_stats(o->json && strcmp(o->json, "-") == 0 ? stderr : stdout, &st);
+	if (!o->json)
+		return 0;
+	if (!(jf = open_out(o->json)))
 		return 1;
+	sim_print_stats_json(jf, &st);
+	return close_out(jf, o->json);
+}
+
+static int one(const struct opts *o, struct sim_params *p)
+{
+	char tmpcsv[64] = "", *err = NULL;
+	const char *csv = o->csv;
+	struct sim_summary s;
+	FILE *cf = NULL, *jf;
+	int rc = 1;
+
+	if (o->plot && !csv) {
+		snprintf(tmpcsv, sizeof(tmpcsv), "/tmp/tether-sim-%d.csv", (int)getpid());
+		csv = tmpcsv;
 	}
-	fprintf(f, "set terminal %s\nset output '%s'\nset datafile separator ','\n"
-	        "set key autotitle columnhead\nset multiplot layout 3,1\nset xlabel 'time (s)'\n", term, out);
-	markers(f, s);
-	fprintf(f, "set yrange [0:1]\nplot '%s' using 1:7 with lines title 'miss rate'\n"
-	        "unset label\nset yrange [0:*]\n"
-	        "plot '%s' using 1:10 with lines title 'Redis ops per interval'\n"
-	        "set offsets 0, 0, 1, 0\n"
-	        "plot '%s' using 1:3 with steps title 'pods ready', '' using 1:4 with steps title 'HPA desired'\n"
-	        "unset multiplot\n", csv, csv, csv);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "gnuplot '%s'", script);
-	rc = system(cmd);
-	unlink(script);
-	if (s->marks_dropped)
-		fprintf(stderr, "tether-sim: plot: %d later markers not drawn (at most %d)\n", s->marks_dropped, SIM_MAX_MARKS);
-	return rc == 0 ? 0 : 1;
+	if (csv && !(cf = open_out(csv)))
+		return 1;
+	if (sim_run(p, &s, cf, !o->quiet && isatty(2), &err) < 0) {
+		fprintf(stderr, "%s\n", err ? err : "tether-sim: the run failed");
+		goto out;
+	}
+	if (cf && close_out(cf, csv))
+		goto out;
+	cf = NULL;
+	if (!o->quiet)
+		print_summary(o->json && strcmp(o->json, "-") == 0 ? stderr : stdout, p, &s);
+	if (o->json) {
+		if (!(jf = open_out(o->json)))
+			goto out;
+		sim_print_json(jf, &s);
+		if (close_out(jf, o->json))
+			goto out;
+	}
+	if (o->plot && sim_plot(p, &s, csv, o->plot, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (cf)
+		fclose(cf);
+	if (tmpcsv[0])
+		unlink(tmpcsv);
+	free(err);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
+	struct opts o = { 0 };
 	struct sim_params p;
-	struct sim_summary s;
-	const char *scenario = NULL, *csv = NULL, *json = NULL, *plotf = NULL;
-	char *sets[64], pattern = 0, *err = NULL, tmpcsv[64] = "";
-	int nsets = 0, cmp = 0, quiet = 0;
-	double duration = -1;
-	long long seed = -1;
-	FILE *cf = NULL;
+	char *err = NULL;
+	int rc;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(a, "-c") == 0 && v) {
-			scenario = v, i++;
-		} else if (strcmp(a, "--pattern") == 0 && v && strlen(v) == 1 && v[0] >= 'A' && v[0] <= 'D') {
-			pattern = v[0], i++;
-		} else if (strcmp(a, "--set") == 0 && v && nsets < 64) {
-			sets[nsets++] = argv[++i];
-		} else if (strcmp(a, "--seed") == 0 && v) {
-			seed = atoll(v), i++;
-		} else if (strcmp(a, "--duration") == 0 && v) {
-			uint64_t ms;
-
-			if (cfg_parse_duration(v, &ms) < 0) {
-				fprintf(stderr, "tether-sim: --duration %s: want a duration such as \"600s\" or \"24h\"\n", v);
-				return 2;
-			}
-			duration = ms / 1000.0, i++;
-		} else if (strcmp(a, "--csv") == 0 && v) {
-			csv = v, i++;
-		} else if (strcmp(a, "--json") == 0 && v) {
-			json = v, i++;
-		} else if (strcmp(a, "--plot") == 0 && v) {
-			plotf = v, i++;
-		} else if (strcmp(a, "--quiet") == 0) {
-			quiet = 1;
-		} else if (strcmp(a, "--compare-patterns") == 0) {
-			cmp = 1;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "tether-sim: bad argument \"%s\"\n", a);
-			usage(stderr);
-			return 2;
-		}
+	if (parse(argc, argv, &o) < 0) {
+		usage(stderr);
+		return 2;
 	}
-	sim_params_default(&p);
-	if (pattern)
-		sim_pattern(&p, pattern);
-	if ((scenario || nsets) && sim_load(&p, scenario, sets, nsets, &err) < 0) {
-		fprintf(stderr, "%s\n", err ? err : "tether-sim: bad scenario");
+	if (o.plot && sim_plot_check(o.plot, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
 		free(err);
-		return 1;
+		return 2;
 	}
-	if (seed >= 0)
-		p.seed = (uint64_t)seed;
-	if (duration > 0)
-		p.duration_s = duration;
-	if (cmp)
-		return compare(&p);
-	if (plotf && !csv) {
-		snprintf(tmpcsv, sizeof(tmpcsv), "/tmp/tether-sim-%d.csv", (int)getpid());
-		csv = tmpcsv;
-	}
-	if (csv && !(cf = fopen(csv, "w"))) {
-		perror(csv);
-		return 1;
-	}
-	if (sim_run(&p, &s, cf, !quiet && isatty(2)) < 0)
-		return 1;
-	if (cf)
-		fclose(cf);
-	if (!quiet)
-		print_summary(&p, &s);
-	if (json) {
-		FILE *jf = strcmp(json, "-") == 0 ? stdout : fopen(json, "w");
-
-		if (!jf) {
-			perror(json);
-			return 1;
-		}
-		sim_print_json(jf, &s);
-		if (jf != stdout)
-			fclose(jf);
-	}
-	if (plotf && plot(&s, csv, plotf) != 0)
-		return 1;
-	if (tmpcsv[0])
-		unlink(tmpcsv);
+	if (o.cmp)
+		return compare(&o);
+	if (build(&o, o.pattern, &p) < 0)
+		return 2;
+	rc = o.runs > 1 ? many(&o, &p) : one(&o, &p);
 	free(p.be.servers);
-	return 0;
+	return rc;
 }

@@ -1,14 +1,12 @@
 /*
- * tether - command line.  Everything else lives in the daemon library.
+ * tether - command line.  Everything else lives in the daemon libraries.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tether.h"
-#include "tether_version.h"
-
-int tether_admin_client(const char *socket_path, const char *command);
+#include "admin.h"
+#include "daemon.h"
 
 static void usage(FILE *f)
 {
@@ -59,7 +57,7 @@ int main(int argc, char **argv)
 		cfg_free(cfg);
 		return 0;
 	}
-	if (tether_start(&t, cfg, path, &err) < 0) {
+	if (tether_start(&t, cfg, path, TETHER_SIGNALS, &err) < 0) {
 		fprintf(stderr, "tether: %s\n", err ? err : "cannot start");
 		free(err);
 		tether_free(&t);

@@ -23,7 +23,6 @@
 struct config_setting_t;
 
 #define CFG_MAX_BINDS 16
-#define CFG_RETRIES_MAX 10
 
 /* An address "host:port", "[v6]:port" or "*:port", resolved numerically. */
 struct cfg_addr {
@@ -35,13 +34,13 @@ struct cfg_addr {
 enum cfg_check { CFG_CHECK_NONE = 0, CFG_CHECK_TCP, CFG_CHECK_HTTP };
 enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_CLOSE };
 
+/* Active checks.  Their interval, timeout, rise and fall, and `observe`,
+ * are the outcome policy's: cfg_backend.params.health and .observe. */
 struct cfg_health {
 	enum cfg_check type;            /* none unless a health group is given */
-	struct hc_params hc;            /* interval, timeout, rise, fall */
 	char path[256];                 /* http: default "/health" */
 	char host[256];                 /* http: Host header; default the server address */
 	int expect_lo, expect_hi;       /* http: accepted status range; "2xx" = 200..299; default 200..399 */
-	bool observe;                   /* passive: failed connects count toward fall */
 	enum cfg_on_down on_down;
 };
 
@@ -64,12 +63,11 @@ struct cfg_server {
 struct cfg_backend {
 	char name[LB_NAME_MAX];
 	const struct lb_algo *algo;     /* from `balance`, default roundrobin */
-	struct lb_params params;        /* iphash, cookie secret/fallback, stick */
+	struct lb_params params;        /* iphash, cookie secret/fallback, stick, health rules, retries */
 	char cookie_name[64];           /* default "TETHERID" */
-	uint32_t cookie_max_age_s;      /* 0 = session cookie (no Max-Age) */
+	uint64_t cookie_max_age_ms;     /* 0 = session cookie (no Max-Age); sent in whole seconds */
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
-	unsigned retries;               /* default 2, 0..10 */
 	struct cfg_health health;
 	struct cfg_server *servers;
 	int nservers;
@@ -104,8 +102,9 @@ struct tether_config {
 	int nbackends;
 };
 
-/* Loads and checks `path`.  0 with *out set, or -1 with *err (malloc'd,
- * one error per line, no trailing newline) set. */
+/* Loads and checks `path`.  0 with *out set, or a negative errno (-EINVAL
+ * for a wrong file, -ENOENT, -EACCES, ... when it cannot be read) with
+ * *err (malloc'd, one error per line, no trailing newline) set. */
 int cfg_load(const char *path, struct tether_config **out, char **err);
 /* Same from a string; `name` is used in messages in place of the file. */
 int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err);

@@ -20,10 +20,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tether/health.h"
+
 #define LB_NAME_MAX 64          /* server/backend name, including the NUL */
 #define LB_WEIGHT_MAX 256       /* as HAProxy: weights 0..256 */
 #define LB_MAX_TRIED 16         /* first attempt + retries (config caps retries at 10) */
 #define LB_COOKIE_LEN 16        /* hex digits of an affinity cookie value */
+#define LB_RETRIES_MAX 10       /* retries after a failed connect (LB_MAX_TRIED - 1 would fit) */
+#define LB_STICK_SIZE_DEFAULT 100000u            /* entries, when a stick table is on */
+#define LB_STICK_TIMEOUT_DEFAULT_MS (30u * 60000u) /* idle entry lifetime (docs/algorithms.md) */
 
 /* Algorithm capability flags (struct lb_algo.flags). */
 #define LB_F_WEIGHTS    0x01u   /* honours server weights */
@@ -60,6 +65,7 @@ struct lb_server {
 	uint64_t name_hash;      /* lb_hash(name): stable hashing identity */
 	char cookie[LB_COOKIE_LEN + 1]; /* affinity cookie value, see lb_cookie_value() */
 	bool up;                 /* health, see lb_server_set_up() */
+	struct hc_state hc;      /* active and passive health (lb_server_checked/observed) */
 	enum lb_admin admin;
 	unsigned active;         /* open connections, including ones connecting */
 	struct lb_counters cnt;
@@ -103,6 +109,10 @@ struct lb_params {
 	/* stick table (any algorithm); size 0 = off */
 	uint32_t stick_size;
 	uint64_t stick_timeout_ms;
+	/* outcome policy: health rules, passive observation, retries */
+	struct hc_params health; /* rise/fall (and the checks' interval and timeout) */
+	bool observe;            /* real connections' outcomes count as checks */
+	unsigned retries;        /* other servers tried after a failed connect, 0..LB_RETRIES_MAX */
 };
 
 struct lb_stick;  /* src/lb/stick.c */
@@ -125,10 +135,17 @@ struct lb_pool {
  * algorithm (connection counts and health are maintained by lb_*).  pick()
  * returns a server index whose lb_server_eligible() is true and whose id is
  * not in key->tried, or -1 when there is none.
+ *
+ * validate() (optional) checks the parameters this algorithm reads - whether
+ * or not it is the one chosen, so that a configuration is checked the same
+ * way whatever `balance` says.  It returns 0, or -EINVAL with *err set to
+ * "SETTING: message", SETTING being the name under the backend
+ * ("iphash.table_size").  init() calls it too.
  */
 struct lb_algo {
 	const char *name;
 	unsigned flags;
+	int  (*validate)(const struct lb_params *p, char **err);
 	int  (*init)(void **state, const struct lb_pool *pool, const struct lb_params *p, char **err);
 	void (*fini)(void *state);
 	void (*rebuild)(void *state, const struct lb_pool *pool);  /* membership, weight, health or admin changed */
@@ -146,6 +163,11 @@ const struct lb_algo *lb_algo_find(const char *name);
 const struct lb_algo *const *lb_algo_list(void);
 /* 0, or -EEXIST with *err set when two registered algorithms share a name. */
 int lb_registry_check(char **err);
+/* Runs every registered algorithm's validate(); 0, or the first error. */
+int lb_params_validate(const struct lb_params *p, char **err);
+/* The names of the registered algorithms that have none of `without_flags`
+ * (0: all of them), as "a, b, c", into buf (truncated to cap). */
+void lb_algo_names(char *buf, size_t cap, unsigned without_flags);
 
 extern const struct lb_algo lb_algo_roundrobin;
 extern const struct lb_algo lb_algo_leastconn;
@@ -195,11 +217,42 @@ void lb_conn_close(struct lb_pool *pool, struct lb_server *s);
  * lowercase hex digits of a keyed hash (SipHash-2-4), written to out[]. */
 void lb_cookie_value(const char *secret, const char *name, char out[LB_COOKIE_LEN + 1]);
 
-/* --- iphash (src/lb/iphash.c) --- */
-/* Maglev table entries held by `s` in an iphash pool (or a cookie pool
- * falling back to iphash): its exact share of the hash space.  -1 when the
- * pool does not use a Maglev table. */
-int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s);
+/* True when the client's affinity cookie (key->cookie) names s: the one
+ * place where a cookie value is matched against a server. */
+bool lb_cookie_names(const struct lb_key *key, const struct lb_server *s);
+
+/*
+ * --- the outcome policy (src/lb/outcome.c) ---
+ * What the result of a connection attempt or a health check does.  The
+ * daemon and tether-sim both call these; neither decides it on its own.
+ */
+
+/* Sets s's health state for a server entering the pool: UP at the top of
+ * its range (a configured server), or DOWN at 0 (one added at runtime to a
+ * checked backend: it must pass `rise` checks before it gets traffic). */
+void lb_server_health_init(const struct lb_pool *pool, struct lb_server *s, bool start_up);
+/* An active health check of s succeeded or failed.  Returns the change
+ * (HC_WENT_UP/DOWN), already applied to the pool. */
+enum hc_change lb_server_checked(struct lb_pool *pool, struct lb_server *s, bool ok);
+/* A real connection to s connected or failed: passive health when
+ * params.observe.  A success only counts while s is UP (a DOWN server must
+ * prove itself to the active checks), and not once s is at the top. */
+enum hc_change lb_server_observed(struct lb_pool *pool, struct lb_server *s, bool ok);
+/* True while another attempt is allowed for this connection: the first
+ * one, and up to params.retries more after failed connects. */
+bool lb_retry_allowed(const struct lb_pool *pool, const struct lb_key *key);
+/* Chooses the server for the connection's next attempt (lb_pick; never one
+ * already tried), records it in key->tried and counts the connection on it
+ * (lb_conn_open).  Returns its index, or -1 when no usable server is left
+ * or the retries are spent. */
+int lb_attempt(struct lb_pool *pool, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng);
+/* The attempt on s failed to connect: passive health, then the connection
+ * is no longer counted on s.  Returns the health change. */
+enum hc_change lb_attempt_failed(struct lb_pool *pool, struct lb_server *s);
+/* True when the answer to a client routed to s must carry a (new)
+ * affinity cookie: the pool balances by cookie and the client's cookie
+ * does not name s. */
+bool lb_cookie_needed(const struct lb_pool *pool, const struct lb_key *key, const struct lb_server *s);
 
 /* --- rng (src/lb/rng.c) --- */
 void lb_rng_seed(struct lb_rng *rng, uint64_t seed);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tether/err.h"
 #include "tether/lb.h"
 #include "core.h"
 
@@ -21,16 +22,21 @@ struct ck_state {
 	void *fstate;
 };
 
+static int ck_validate(const struct lb_params *p, char **err)
+{
+	if (p->fallback && (p->fallback->flags & LB_F_NEEDS_HTTP))
+		return tether_err(err, -EINVAL, "cookie.fallback: \"%s\" cannot be a fallback (it needs a cookie itself)",
+		                  p->fallback->name);
+	return 0;
+}
+
 static int ck_init(void **state, const struct lb_pool *pool, const struct lb_params *p, char **err)
 {
 	struct ck_state *st;
-	int rc;
+	int rc = ck_validate(p, err);
 
-	if (p->fallback == &lb_algo_cookie) {
-		if (err)
-			*err = strdup("cookie fallback cannot be cookie");
-		return -EINVAL;
-	}
+	if (rc < 0)
+		return rc;
 	st = lb_state_alloc(sizeof(*st), err);
 	if (!st)
 		return -ENOMEM;
@@ -66,11 +72,11 @@ static int ck_pick(void *state, const struct lb_pool *pool, const struct lb_key 
 {
 	struct ck_state *st = state;
 
-	if (key->cookie && key->cookie_len == LB_COOKIE_LEN) {
+	if (key->cookie) {
 		for (int i = 0; i < pool->nservers; i++) {
 			const struct lb_server *s = pool->servers[i];
 
-			if (memcmp(s->cookie, key->cookie, LB_COOKIE_LEN) == 0) {
+			if (lb_cookie_names(key, s)) {
 				if (lb_server_eligible(pool, s) && !lb_key_tried(key, s->id))
 					return i;
 				break;
@@ -99,6 +105,7 @@ static void ck_conn_close(void *state, const struct lb_pool *pool, int server)
 const struct lb_algo lb_algo_cookie = {
 	.name = "cookie",
 	.flags = LB_F_NEEDS_HTTP | LB_F_NEEDS_ADDR | LB_F_WEIGHTS | LB_F_CONNS,
+	.validate = ck_validate,
 	.init = ck_init,
 	.fini = ck_fini,
 	.rebuild = ck_rebuild,

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tether/err.h"
 #include "tether/hash.h"
 #include "tether/lb.h"
 #include "core.h"
@@ -69,23 +70,32 @@ static bool is_prime(uint32_t n)
 	return true;
 }
 
+#define BALANCE_FACTOR_MAX 1000    /* 10x the mean: beyond, the cap no longer bounds anything */
+
+/* Checks the iphash parameters (used by iphash, and by cookie falling back
+ * to it): a prime Maglev table no larger than Envoy's maximum, and a
+ * balance factor that is off or above 100 %. */
+static int ih_validate(const struct lb_params *p, char **err)
+{
+	uint32_t size = p->table_size ? p->table_size : MAGLEV_DEFAULT;
+
+	if (p->hash_method == LB_HASH_MAGLEV && (!is_prime(size) || size > MAGLEV_MAX))
+		return tether_err(err, -EINVAL, "iphash.table_size: %u is not a prime <= %u (Maglev needs a prime "
+		                  "table size, e.g. 65537)", size, MAGLEV_MAX);
+	if (p->balance_factor != 0 && (p->balance_factor <= 100 || p->balance_factor > BALANCE_FACTOR_MAX))
+		return tether_err(err, -EINVAL, "iphash.balance_factor: must be 0 (off) or 101..%d (125 = at most "
+		                  "1.25x the mean)", BALANCE_FACTOR_MAX);
+	return 0;
+}
+
 static int ih_init(void **state, const struct lb_pool *pool, const struct lb_params *p, char **err)
 {
 	struct ih_state *st;
 	uint32_t size = p->table_size ? p->table_size : MAGLEV_DEFAULT;
-	char buf[128];
+	int rc = ih_validate(p, err);
 
-	if (p->hash_method == LB_HASH_MAGLEV && (!is_prime(size) || size > MAGLEV_MAX)) {
-		snprintf(buf, sizeof(buf), "table_size %u must be a prime <= %u", size, MAGLEV_MAX);
-		if (err)
-			*err = strdup(buf);
-		return -EINVAL;
-	}
-	if (p->balance_factor != 0 && p->balance_factor <= 100) {
-		if (err)
-			*err = strdup("balance_factor must be 0 (off) or greater than 100");
-		return -EINVAL;
-	}
+	if (rc < 0)
+		return rc;
 	st = lb_state_alloc(sizeof(*st), err);
 	if (!st)
 		return -ENOMEM;
@@ -324,6 +334,7 @@ int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s)
 const struct lb_algo lb_algo_iphash = {
 	.name = "iphash",
 	.flags = LB_F_NEEDS_ADDR | LB_F_WEIGHTS,
+	.validate = ih_validate,
 	.init = ih_init,
 	.fini = ih_fini,
 	.rebuild = ih_rebuild,

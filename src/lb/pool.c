@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tether/err.h"
 #include "tether/hash.h"
 #include "tether/lb.h"
 #include "tether/stick.h"
@@ -26,22 +27,18 @@ void lb_params_default(struct lb_params *p)
 	p->table_size = 65537;          /* Maglev paper and Envoy default */
 	p->hash_key = LB_KEY_ADDRESS;
 	p->fallback = NULL;             /* cookie: leastconn */
-	p->stick_timeout_ms = 10800000; /* kube-proxy ClientIP default, 3 h */
+	p->stick_timeout_ms = LB_STICK_TIMEOUT_DEFAULT_MS;
+	hc_params_default(&p->health);
+	p->retries = 2;                 /* as nginx's proxy_next_upstream_tries: a few, not all */
 }
 
 void *lb_state_alloc(size_t size, char **err)
 {
 	void *st = calloc(1, size);
 
-	if (!st && err)
-		*err = strdup("out of memory");
+	if (!st)
+		tether_err(err, -ENOMEM, "out of memory");
 	return st;
-}
-
-static void set_err(char **err, const char *msg)
-{
-	if (err)
-		*err = strdup(msg);
 }
 
 int lb_pool_init(struct lb_pool *pool, const struct lb_algo *algo, const struct lb_params *p, char **err)
@@ -54,10 +51,8 @@ int lb_pool_init(struct lb_pool *pool, const struct lb_algo *algo, const struct 
 	pool->params.cookie_secret[sizeof(pool->params.cookie_secret) - 1] = '\0';
 	if (p->stick_size) {
 		pool->stick = lb_stick_new(p->stick_size, p->stick_timeout_ms);
-		if (!pool->stick) {
-			set_err(err, "out of memory for the stick table");
-			return -ENOMEM;
-		}
+		if (!pool->stick)
+			return tether_err(err, -ENOMEM, "out of memory for the stick table");
 	}
 	rc = algo->init(&pool->state, pool, &pool->params, err);
 	if (rc < 0) {
@@ -208,13 +203,18 @@ void lb_key_add_tried(struct lb_key *key, const struct lb_server *s)
 		key->tried[key->ntried++] = s->id;
 }
 
+bool lb_cookie_names(const struct lb_key *key, const struct lb_server *s)
+{
+	return key->cookie && key->cookie_len == LB_COOKIE_LEN && memcmp(key->cookie, s->cookie, LB_COOKIE_LEN) == 0;
+}
+
 /* The server whose cookie value the client sent, if any. */
 static struct lb_server *find_cookie(const struct lb_pool *pool, const struct lb_key *key)
 {
-	if (!key->cookie || key->cookie_len != LB_COOKIE_LEN)
+	if (!key->cookie)
 		return NULL;
 	for (int i = 0; i < pool->nservers; i++)
-		if (memcmp(pool->servers[i]->cookie, key->cookie, LB_COOKIE_LEN) == 0)
+		if (lb_cookie_names(key, pool->servers[i]))
 			return pool->servers[i];
 	return NULL;
 }

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "load.h"
-#include "tether_version.h"
 
 #define MAX_SETS 64
 

@@ -27,6 +27,17 @@ POD = os.environ.get("TETHER_POD", "build/src/pod/tether-pod")
 VALGRIND = os.environ.get("TETHER_VALGRIND") == "1"
 
 
+def _sanitized(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized(TETHER)      # built with -Db_sanitize=address: RSS is not meaningful
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, 65536)
@@ -382,6 +393,14 @@ class Pod:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+
+
+def valgrind(fn):
+    """Marks a test that also runs under valgrind.  tests/integration/
+    meson.build finds every `def test_*` of every test_*.py file and reads
+    this marker on the line above it: a test cannot be forgotten."""
+    fn.valgrind = True
+    return fn
 
 
 def wait_for(pred, timeout, step=0.05):

@@ -7,6 +7,7 @@ import re
 import socket
 import time
 
+from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import Backend, Tether, banner, conf, connect, http_get, main, read_http, readline
 
 COOKIE = 'cookie = { name = "TETHERID"; secret = "s3cret"; max_age = "30m"; };'
@@ -20,6 +21,7 @@ def cookie_of(hdrs):
     return None
 
 
+@valgrind
 def test_cookie_sticky_50_connections():
     bs = [Backend(n, mode="http") for n in "abc"]
     text, port = conf([(b.name, b.addr) for b in bs], balance="cookie", backend_extra=COOKIE)
@@ -38,6 +40,7 @@ def test_cookie_sticky_50_connections():
     assert value not in ("a", "b", "c") and first not in value
 
 
+@valgrind
 def test_cookie_redispatch_when_server_dies():
     bs = {n: Backend(n, mode="http") for n in "abc"}
     text, port = conf([(n, b.addr) for n, b in bs.items()], balance="cookie", backend_extra=COOKIE)
@@ -56,6 +59,7 @@ def test_cookie_redispatch_when_server_dies():
     t.stop()
 
 
+@valgrind
 def test_set_cookie_byte_by_byte_head():
     b = Backend("slow", mode="http", slow=True)
     text, port = conf([("slow", b.addr)], balance="cookie", backend_extra=COOKIE)
@@ -71,6 +75,7 @@ def test_set_cookie_byte_by_byte_head():
     t.stop()
 
 
+@valgrind
 def test_cookie_mode_head_with_large_body():
     # the head and a 4 MB body arrive together: the peek reads only the head's
     # share, and the rest must still be relayed (nothing lost, nothing stuck)
@@ -88,6 +93,7 @@ def test_cookie_mode_head_with_large_body():
     assert got == f"{len(data)} {hashlib.sha256(data).hexdigest()}", got
 
 
+@valgrind
 def test_cookie_mode_passes_non_http_untouched():
     e = Backend("e", mode="banner")
     text, port = conf([("e", e.addr)], balance="cookie",

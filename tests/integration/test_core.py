@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import (TETHER, Backend, Blackhole, Pod, Tether, banner, conf, connect, main, read_all,
                      readline, wait_for)
 
@@ -18,6 +19,7 @@ def start(servers, **kw):
     return Tether(text, port), port
 
 
+@valgrind
 def test_roundrobin_order():
     bs = [Backend(n) for n in "abc"]
     t, port = start([(b.name, b.addr) for b in bs])
@@ -36,6 +38,7 @@ def test_weighted_shares():
     assert got[:4].count("a") == 3, got[:8]     # smooth: interleaved, not a burst
 
 
+@valgrind
 def test_leastconn_long_lived():
     bs = [Backend(n) for n in "abc"]
     t, port = start([(b.name, b.addr) for b in bs], balance="leastconn")
@@ -73,6 +76,7 @@ def test_backend_killed_no_failed_connections():
     assert "b" not in names[400:], "b still chosen after it died"
 
 
+@valgrind
 def test_never_accepting_server_retry():
     hole, good = Blackhole(), Backend("good")
     t, port = start([("hole", hole.addr), ("good", good.addr)],
@@ -87,6 +91,7 @@ def test_never_accepting_server_retry():
     assert 0.35 < max(took) < 2.0, took       # retried shortly after the connect timeout
 
 
+@valgrind
 def test_half_close():
     d = Backend("d", mode="drain")
     t, port = start([("d", d.addr)])
@@ -102,6 +107,7 @@ def test_half_close():
     assert answer == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}", answer
 
 
+@valgrind
 def test_data_and_fin_in_one_segment():
     # the last bytes and the FIN arrive together (TCP_CORK merges them into
     # one segment): one readiness event must deliver both, the bytes and the end
@@ -121,6 +127,7 @@ def test_data_and_fin_in_one_segment():
     assert answers == [want] * 5, answers
 
 
+@valgrind
 def test_pipelined_requests_then_fin():
     # 300 requests in one write, then the client's FIN: through tether to a
     # real tether-pod, every one is answered before the connection ends
@@ -184,6 +191,7 @@ def test_2000_concurrent():
     t.stop()
 
 
+@valgrind
 def test_client_idle_timeout():
     e = Backend("e", mode="echo")
     t, port = start([("e", e.addr)], backend_extra='timeouts = { client = "500ms"; server = "30s"; };')
@@ -197,6 +205,7 @@ def test_client_idle_timeout():
     assert 0.4 < took < 2.5, took
 
 
+@valgrind
 def test_server_idle_timeout():
     k = Backend("k", mode="sink")
     t, port = start([("k", k.addr)], backend_extra='timeouts = { client = "30s"; server = "500ms"; };')
@@ -211,6 +220,7 @@ def test_server_idle_timeout():
     assert 0.4 < took < 2.5, took
 
 
+@valgrind
 def test_maxconn():
     bs = [Backend("m")]
     t, port = start([("m", bs[0].addr)], global_extra="maxconn = 5;")
@@ -249,6 +259,7 @@ def test_config_errors_rejected():
     assert r.returncode == 0 and r.stdout.strip() == "configuration OK", r
 
 
+@valgrind
 def test_sigterm_drains():
     e = Backend("e", mode="echo")
     t, port = start([("e", e.addr)], global_extra='drain_timeout = "10s";')
@@ -271,6 +282,7 @@ def test_sigterm_drains():
     assert t.stop(timeout=5) == 0
 
 
+@valgrind
 def test_reload_keeps_connections():
     a, b = Backend("a"), Backend("b")
     text, port = conf([("a", a.addr)])
@@ -287,6 +299,7 @@ def test_reload_keeps_connections():
     t.stop()
 
 
+@valgrind
 def test_reload_broken_file_keeps_serving():
     a = Backend("a")
     text, port = conf([("a", a.addr)])

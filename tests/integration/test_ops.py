@@ -7,6 +7,7 @@ import threading
 import time
 import urllib.request
 
+from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import (Backend, Pod, Tether, banner, conf, connect, free_port, main, readline,
                      wait_for)
 
@@ -22,6 +23,7 @@ def state(t, server):
     return None
 
 
+@valgrind
 def test_health_down_then_up():
     a, b = Backend("a"), Backend("b")
     hc = 'health = { type = "tcp"; interval = "300ms"; timeout = "200ms"; rise = 2; fall = 2; };'
@@ -43,6 +45,7 @@ def test_health_down_then_up():
     t.stop()
 
 
+@valgrind
 def test_passive_observe_ejects_fast():
     a, b = Backend("a"), Backend("b")
     hc = 'health = { type = "tcp"; interval = "30s"; rise = 2; fall = 3; observe = true; }; retries = 2;'
@@ -99,6 +102,7 @@ def parse_metrics(text):
     return types, seen
 
 
+@valgrind
 def test_metrics_parse_strictly():
     a = Backend("a")
     mport = free_port()
@@ -215,6 +219,7 @@ def test_twenty_reloads_under_load():
     assert load.failed == 0 and load.ok > 200, (load.ok, load.failed)
 
 
+@valgrind
 def test_all_servers_down_clean_refusal():
     a = Backend("a")
     mport = free_port()
@@ -235,6 +240,7 @@ def test_all_servers_down_clean_refusal():
     t.stop()
 
 
+@valgrind
 def test_on_down_close_and_backup():
     a, b, spare = Backend("a", mode="echo"), Backend("b"), Backend("spare")
     hc = ('health = { type = "tcp"; interval = "200ms"; rise = 1; fall = 1; on_down = "close"; };'

@@ -17,7 +17,9 @@ static struct sim_summary run(struct sim_params *p)
 {
 	struct sim_summary s;
 
-	assert_int_equal(sim_run(p, &s, NULL, false), 0);
+	char *err = NULL;
+
+	assert_int_equal(sim_run(p, &s, NULL, false, &err), 0);
 	return s;
 }
 
@@ -128,7 +130,7 @@ static void test_hpa_scale_down_waits(void **unused)
 	struct sim_params p;
 	struct sim_summary s;
 	FILE *csv = tmpfile();
-	char line[4096];
+	char line[4096], *err = NULL;
 	double t0 = 600, first_drop = -1;
 	int at_stop = 0;
 
@@ -147,7 +149,7 @@ static void test_hpa_scale_down_waits(void **unused)
 	p.duration_s = 1400;
 	p.report_s = 15;
 	p.be.health.type = CFG_CHECK_NONE;
-	assert_int_equal(sim_run(&p, &s, csv, false), 0);
+	assert_int_equal(sim_run(&p, &s, csv, false, &err), 0);
 	rewind(csv);
 	assert_non_null(fgets(line, sizeof(line), csv));
 	while (fgets(line, sizeof(line), csv)) {
@@ -187,6 +189,8 @@ static double queueing(const struct lb_algo *algo, enum policy pol)
 	p.report_s = 100000;
 	p.be.algo = algo;
 	p.be.health.type = CFG_CHECK_NONE;
+	p.queue = 10000000;         /* the textbook queue: unbounded, nobody gives up */
+	p.timeout_s = 1e6;
 	p.policy = pol;
 	p.seed = 7;
 	s = run(&p);
@@ -217,7 +221,7 @@ static void test_pod_crash_loses_s_over_n(void **unused)
 	sim_pattern(&p, 'B');
 	p.user_rate = 50;
 	p.crash_at_s = 400;
-	p.crash_pod = 1;
+	snprintf(p.crash_pod, sizeof(p.crash_pod), "pod2");
 	s = run(&p);
 	share = (double)s.sessions_lost / (double)s.sessions_at_crash;
 	print_message("lost %llu of %llu sessions (%.4f, 1/N = %.4f)\n", (unsigned long long)s.sessions_lost,
@@ -322,6 +326,7 @@ static void test_deterministic(void **unused)
 	struct sim_params p;
 	struct sim_summary a, b;
 	FILE *fa = tmpfile(), *fb = tmpfile();
+	char *err = NULL;
 	char ba[1 << 16], bb[1 << 16];
 	size_t na, nb;
 
@@ -329,8 +334,8 @@ static void test_deterministic(void **unused)
 	sim_pattern(&p, 'D');
 	p.crash_at_s = 100;
 	p.mtbf_s = 200;
-	assert_int_equal(sim_run(&p, &a, fa, false), 0);
-	assert_int_equal(sim_run(&p, &b, fb, false), 0);
+	assert_int_equal(sim_run(&p, &a, fa, false, &err), 0);
+	assert_int_equal(sim_run(&p, &b, fb, false, &err), 0);
 	rewind(fa);
 	rewind(fb);
 	na = fread(ba, 1, sizeof(ba), fa);

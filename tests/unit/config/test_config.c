@@ -3,6 +3,7 @@
  * case with its exact message, and every shipped file under conf/.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "config_read.h"
 #include "tether/config.h"
 
 #define FE "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"pods\"; } );\n"
@@ -60,22 +62,22 @@ static void test_full_config(void **unused)
 	assert_int_equal(b->params.stick_timeout_ms, 600000);
 	assert_string_equal(b->params.cookie_secret, "s3");
 	assert_string_equal(b->cookie_name, "SRV");
-	assert_int_equal(b->cookie_max_age_s, 1800);
+	assert_int_equal(b->cookie_max_age_ms, 1800000);
 	assert_int_equal(b->peek_max, 4096);
 	assert_int_equal(b->timeouts.connect_ms, 2000);
 	assert_int_equal(b->timeouts.client_ms, 60000);
 	assert_int_equal(b->timeouts.server_ms, 500);
 	assert_int_equal(b->timeouts.http_request_ms, 3000);
-	assert_int_equal(b->retries, 4);
+	assert_int_equal(b->params.retries, 4);
 	assert_int_equal(b->health.type, CFG_CHECK_HTTP);
-	assert_int_equal(b->health.hc.interval_ms, 5000);
-	assert_int_equal(b->health.hc.rise, 3);
-	assert_int_equal(b->health.hc.fall, 4);
+	assert_int_equal(b->params.health.interval_ms, 5000);
+	assert_int_equal(b->params.health.rise, 3);
+	assert_int_equal(b->params.health.fall, 4);
 	assert_string_equal(b->health.path, "/hz");
 	assert_string_equal(b->health.host, "app");
 	assert_int_equal(b->health.expect_lo, 200);
 	assert_int_equal(b->health.expect_hi, 299);
-	assert_true(b->health.observe);
+	assert_true(b->params.observe);
 	assert_int_equal(b->health.on_down, CFG_ON_DOWN_CLOSE);
 	assert_int_equal(b->nservers, 2);
 	assert_int_equal(b->servers[0].weight, 3);
@@ -101,11 +103,11 @@ static void test_defaults(void **unused)
 	assert_int_equal(b->timeouts.client_ms, 30000);
 	assert_int_equal(b->timeouts.server_ms, 30000);
 	assert_int_equal(b->timeouts.http_request_ms, 5000);
-	assert_int_equal(b->retries, 2);
+	assert_int_equal(b->params.retries, 2);
 	assert_int_equal(b->health.type, CFG_CHECK_NONE);
-	assert_int_equal(b->health.hc.interval_ms, 2000);
-	assert_int_equal(b->health.hc.rise, 2);
-	assert_int_equal(b->health.hc.fall, 3);
+	assert_int_equal(b->params.health.interval_ms, 2000);
+	assert_int_equal(b->params.health.rise, 2);
+	assert_int_equal(b->params.health.fall, 3);
 	assert_string_equal(b->cookie_name, "TETHERID");
 	assert_int_equal(b->peek_max, 8192);
 	assert_int_equal(b->params.stick_size, 0);
@@ -121,6 +123,7 @@ struct bad_case {
 
 static const struct bad_case bad[] = {
 	{ FE BE("retries = 11;"), "t.conf:2: backends.[0].retries: must be 0..10" },
+	{ FE BE("retries = 4294967298;"), "t.conf:2: retries: 4294967298 is too large (at most 2147483647)" },
 	{ FE BE("retires = 1;"), "t.conf:2: backends.[0].retires: unknown setting \"retires\" (did you mean \"retries\"?)" },
 	{ "global = { wrokers = 1; };\n" FE BE(""), "t.conf:1: global.wrokers: unknown setting \"wrokers\" (did you mean \"workers\"?)" },
 	{ "colour = 1;\n" FE BE(""), "t.conf:1: colour: unknown setting \"colour\"" },
@@ -147,7 +150,7 @@ static const struct bad_case bad[] = {
 	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0.0.1:1\"; weight = 300; } ); } );\n",
 	  "t.conf:2: backends.[0].servers.[0].weight: must be 0..256" },
 	{ FE BE("iphash = { table_size = 65536; };"),
-	  "t.conf:2: backends.[0].iphash.table_size: 65536 is not a prime (Maglev needs a prime table size, e.g. 65537)" },
+	  "t.conf:2: backends.[0].iphash.table_size: 65536 is not a prime <= 5000011 (Maglev needs a prime table size, e.g. 65537)" },
 	{ FE BE("balance = \"random\";"),
 	  "t.conf:2: backends.[0].balance: \"random\" is not one of roundrobin, leastconn, iphash, cookie" },
 	{ FE BE("cookie = { fallback = \"cookie\"; };"),
@@ -160,7 +163,7 @@ static const struct bad_case bad[] = {
 	{ FE BE("retries = = 2;"), "t.conf:2: syntax error: syntax error" },
 	{ FE BE("retries = \"2\";"), "t.conf:2: backends.[0].retries: must be an integer" },
 	{ FE BE("iphash = { balance_factor = 100; };"),
-	  "t.conf:2: backends.[0].iphash: balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)" },
+	  "t.conf:2: backends.[0].iphash.balance_factor: must be 0 (off) or 101..1000 (125 = at most 1.25x the mean)" },
 	{ FE BE("cookie = { name = \"a b\"; };"), "t.conf:2: backends.[0].cookie.name: \"a b\" is not a valid cookie name" },
 	{ FE BE("health = { type = \"udp\"; };"), "t.conf:2: backends.[0].health.type: \"udp\" is not one of tcp, http" },
 	{ FE BE("health = { observe = 1; };"), "t.conf:2: backends.[0].health.observe: must be true or false" },
@@ -259,9 +262,147 @@ static void test_shipped_files(void **unused)
 	check_dir(dir);
 	snprintf(dir, sizeof(dir), "%s/conf/examples", src);
 	check_dir(dir);
-	assert_int_equal(cfg_load("/nonexistent/t.conf", &c, &err), -1);
-	assert_non_null(strstr(err, "/nonexistent/t.conf: cannot read the file"));
+	assert_int_equal(cfg_load("/nonexistent/t.conf", &c, &err), -ENOENT);
+	assert_string_equal(err, "/nonexistent/t.conf: cannot read the file: No such file or directory");
 	free(err);
+	err = NULL;
+	assert_int_equal(cfg_load(src, &c, &err), -EISDIR);
+	assert_non_null(strstr(err, ": cannot read the file: Is a directory"));
+	free(err);
+	err = NULL;
+	assert_int_equal(cfg_load_string("\xef\xbb\xbfglobal = {};", "bom.conf", &c, &err), -EINVAL);
+	assert_string_equal(err, "bom.conf:1: the file starts with a UTF-8 byte order mark (BOM); save it without one");
+	free(err);
+}
+
+/* A whole configuration with `setting` placed in the group at `path`
+ * (a schema path such as "backends.[].health"). */
+static void config_with(char *out, size_t cap, const char *path, const char *setting)
+{
+	const char *glob = "", *fe = "", *be = "", *srv = "", *sub = NULL;
+	char subtext[256] = "";
+
+	if (strcmp(path, "global") == 0)
+		glob = setting;
+	else if (strcmp(path, "frontends.[]") == 0)
+		fe = setting;
+	else if (strcmp(path, "backends.[]") == 0)
+		be = setting;
+	else if (strcmp(path, "backends.[].servers.[]") == 0)
+		srv = setting;
+	else if (strncmp(path, "backends.[].", 12) == 0)
+		sub = path + 12;
+	else
+		fail_msg("no template for group %s", path);
+	if (sub)
+		snprintf(subtext, sizeof(subtext), "%s = { %s };", sub, setting);
+	snprintf(out, cap,
+	         "global = { %s };\n"
+	         "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"pods\"; %s } );\n"
+	         "backends = ( { name = \"pods\"; %s %s\n"
+	         "  servers = ( { name = \"a\"; address = \"127.0.0.1:9001\"; %s } ); } );\n",
+	         glob, fe, be, subtext, srv);
+}
+
+/* Loads text; returns NULL when it loads, else the errors (caller frees). */
+static char *load_errors(const char *text)
+{
+	struct tether_config *c = NULL;
+	char *err = NULL;
+
+	if (cfg_load_string(text, "t.conf", &c, &err) == 0) {
+		cfg_free(c);
+		return NULL;
+	}
+	return err ? err : strdup("?");
+}
+
+static void value_text(char *out, size_t cap, const struct cfg_field *f, long long v)
+{
+	if (f->type == CT_DURATION)
+		snprintf(out, cap, "%s = \"%lldms\";", f->name, v);
+	else
+		snprintf(out, cap, "%s = %lld;", f->name, v);
+}
+
+/* Every numeric setting of the schema: its minimum and maximum load (unless
+ * further checks apply), one below and one above are refused with the
+ * setting's name in the message.  Every enum takes each of its choices and
+ * refuses another word.  Table-driven from the loader's own schema, so a
+ * setting added there is checked here without a new line. */
+static void test_schema_ranges(void **unused)
+{
+	int checked = 0;
+
+	for (const struct cfg_group *g = cfg_schema(); g->path; g++)
+		for (size_t i = 0; i < g->nfields; i++) {
+			const struct cfg_field *f = &g->fields[i];
+			char text[2048], set[160], *err;
+
+			if (f->type == CT_INT || f->type == CT_DURATION) {
+				const long long probe[4] = { f->min, f->max, f->min - 1, f->max + 1 };
+
+				for (int k = 0; k < 4; k++) {
+					value_text(set, sizeof(set), f, probe[k]);
+					config_with(text, sizeof(text), g->path, set);
+					err = load_errors(text);
+					if (k < 2 && err && !(f->flags & CF_FURTHER))
+						fail_msg("%s.%s = %lld refused: %s", g->path, f->name, probe[k], err);
+					if (k >= 2 && !err)
+						fail_msg("%s.%s = %lld accepted", g->path, f->name, probe[k]);
+					if (k >= 2 && !strstr(err, f->name))
+						fail_msg("%s.%s = %lld: the error does not name it: %s", g->path, f->name,
+						         probe[k], err);
+					free(err);
+				}
+				checked++;
+			} else if (f->type == CT_ENUM) {
+				for (int k = 0; f->choices[k]; k++) {
+					snprintf(set, sizeof(set), "%s = \"%s\";", f->name, f->choices[k]);
+					config_with(text, sizeof(text), g->path, set);
+					err = load_errors(text);
+					if (err)
+						fail_msg("%s.%s = %s refused: %s", g->path, f->name, f->choices[k], err);
+				}
+				snprintf(set, sizeof(set), "%s = \"bogus\";", f->name);
+				config_with(text, sizeof(text), g->path, set);
+				err = load_errors(text);
+				assert_non_null(err);
+				assert_non_null(strstr(err, "\"bogus\" is not one of"));
+				free(err);
+				checked++;
+			}
+		}
+	assert_true(checked >= 25);
+}
+
+/* docs/configuration.md names every setting the loader knows. */
+static void test_schema_documented(void **unused)
+{
+	const char *src = getenv("TETHER_SRCDIR");
+	char path[1024], *doc;
+	FILE *f;
+	long n;
+
+	assert_non_null(src);
+	snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	doc = calloc(1, (size_t)n + 1);
+	assert_int_equal(fread(doc, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	for (const struct cfg_group *g = cfg_schema(); g->path; g++)
+		for (size_t i = 0; i < g->nfields; i++) {
+			char word[80];
+
+			snprintf(word, sizeof(word), "%s", g->fields[i].name);
+			if (!strstr(doc, word))
+				fail_msg("docs/configuration.md does not mention %s.%s", g->path, word);
+		}
+	free(doc);
 }
 
 int main(void)
@@ -272,6 +413,8 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_durations_and_addresses),
 		cmocka_unit_test(test_shipped_files),
+		cmocka_unit_test(test_schema_ranges),
+		cmocka_unit_test(test_schema_documented),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

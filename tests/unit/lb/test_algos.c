@@ -13,6 +13,7 @@
 #include "tether/health.h"
 #include "tether/stick.h"
 #include "testpool.h"
+#include "core.h"       /* lb_iphash_entries */
 
 static void test_rr_smooth_sequence(void **unused)
 {

@@ -1,0 +1,229 @@
+/*
+ * tether - metrics over HTTP on global.metrics: Prometheus text exposition
+ * (format 0.0.4) at /metrics and the same data as JSON at /stats.
+ *
+ * Served by the daemon's own loop from the plain counters the relay keeps:
+ * nothing on the relay path locks or even knows about it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+/* Label value escaping of the exposition format: \ " and newline. */
+static const char *esc(const char *s, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	for (; *s && o + 2 < cap; s++) {
+		if (*s == '\\' || *s == '"') {
+			buf[o++] = '\\';
+			buf[o++] = *s;
+		} else if (*s == '\n') {
+			buf[o++] = '\\';
+			buf[o++] = 'n';
+		} else {
+			buf[o++] = *s;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+enum scope { SC_GLOBAL, SC_FRONTEND, SC_BACKEND, SC_SERVER };
+
+struct metric {
+	const char *name, *type, *help;
+	enum scope scope;
+	/* one of these is set, by scope */
+	double (*global)(const struct t_worker *w);
+	uint64_t (*fe)(const struct t_frontend *f);
+	uint64_t (*be)(const struct t_backend *b);
+	uint64_t (*srv)(const struct t_server *s);
+};
+
+static double g_active(const struct t_worker *w) { return w->rt->active; }
+static double g_reloads(const struct t_worker *w) { return (double)w->rt->reloads_total; }
+static double g_reload_fail(const struct t_worker *w) { return (double)w->rt->reload_failures_total; }
+static double g_uptime(const struct t_worker *w) { return ev_now(w->loop) - w->rt->started; }
+static double g_maxconn(const struct t_worker *w) { return w->rt->gen->cfg->global.maxconn; }
+static uint64_t f_total(const struct t_frontend *f) { return f->connections_total; }
+static uint64_t f_active(const struct t_frontend *f) { return f->active; }
+static uint64_t b_retries(const struct t_backend *b) { return b->retries_total; }
+static uint64_t b_noserver(const struct t_backend *b) { return b->no_server_total; }
+static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
+static uint64_t s_weight(const struct t_server *s) { return s->lb.weight; }
+static uint64_t s_active(const struct t_server *s) { return s->lb.active; }
+static uint64_t s_total(const struct t_server *s) { return s->connections_total; }
+static uint64_t s_fail(const struct t_server *s) { return s->connect_failures_total; }
+static uint64_t s_in(const struct t_server *s) { return s->bytes_in_total; }
+static uint64_t s_out(const struct t_server *s) { return s->bytes_out_total; }
+static uint64_t s_trans(const struct t_server *s) { return s->lb.hc.transitions; }
+static uint64_t s_hits(const struct t_server *s) { return s->lb.cnt.affinity_hits; }
+static uint64_t s_misses(const struct t_server *s) { return s->lb.cnt.affinity_misses; }
+static uint64_t s_redisp(const struct t_server *s) { return s->lb.cnt.redispatches; }
+static uint64_t s_drain(const struct t_server *s) { return s->lb.admin == LB_ADMIN_DRAIN; }
+
+static const struct metric metrics[] = {
+	{ "tether_active_connections", "gauge", "Client connections open now.", SC_GLOBAL, .global = g_active },
+	{ "tether_maxconn", "gauge", "Global connection limit (global.maxconn).", SC_GLOBAL, .global = g_maxconn },
+	{ "tether_reloads_total", "counter", "Successful configuration reloads (SIGHUP).", SC_GLOBAL, .global = g_reloads },
+	{ "tether_reload_failures_total", "counter", "Reloads refused because the new file was invalid.", SC_GLOBAL,
+	  .global = g_reload_fail },
+	{ "tether_uptime_seconds", "gauge", "Seconds since tether started.", SC_GLOBAL, .global = g_uptime },
+	{ "tether_frontend_connections_total", "counter", "Client connections accepted.", SC_FRONTEND, .fe = f_total },
+	{ "tether_frontend_active_connections", "gauge", "Client connections open now.", SC_FRONTEND, .fe = f_active },
+	{ "tether_retries_total", "counter", "Connects retried on another server after a failure.", SC_BACKEND,
+	  .be = b_retries },
+	{ "tether_backend_no_server_total", "counter", "Client connections closed because no server was usable.",
+	  SC_BACKEND, .be = b_noserver },
+	{ "tether_server_up", "gauge", "1 when the server is UP by health checks, 0 when DOWN.", SC_SERVER, .srv = s_up },
+	{ "tether_server_draining", "gauge", "1 while the server is drained by the runtime API.", SC_SERVER,
+	  .srv = s_drain },
+	{ "tether_server_weight", "gauge", "Current weight.", SC_SERVER, .srv = s_weight },
+	{ "tether_server_active_connections", "gauge", "Connections open to the server now (including connecting).",
+	  SC_SERVER, .srv = s_active },
+	{ "tether_server_connections_total", "counter", "Connection attempts to the server.", SC_SERVER, .srv = s_total },
+	{ "tether_server_connect_failures_total", "counter", "Connects that failed (refused, unreachable, timed out).",
+	  SC_SERVER, .srv = s_fail },
+	{ "tether_server_bytes_in_total", "counter", "Bytes sent from clients to the server.", SC_SERVER, .srv = s_in },
+	{ "tether_server_bytes_out_total", "counter", "Bytes sent from the server to clients.", SC_SERVER, .srv = s_out },
+	{ "tether_server_health_transitions_total", "counter", "UP/DOWN changes of the server.", SC_SERVER,
+	  .srv = s_trans },
+	{ "tether_server_affinity_hits_total", "counter", "Connections an affinity (cookie or stick entry) sent here.",
+	  SC_SERVER, .srv = s_hits },
+	{ "tether_server_affinity_misses_total", "counter", "Connections sent here without a usable affinity (new clients).",
+	  SC_SERVER, .srv = s_misses },
+	{ "tether_server_redispatches_total", "counter",
+	  "Connections whose affinity named this server while it was unusable, sent elsewhere.", SC_SERVER,
+	  .srv = s_redisp },
+};
+#define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
+
+static void prometheus(struct t_worker *w, struct sbuf *o)
+{
+	const struct t_gen *g = w->rt->gen;
+	char a[160], b[160];
+
+	for (size_t m = 0; m < NMETRICS; m++) {
+		const struct metric *mt = &metrics[m];
+
+		sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
+		switch (mt->scope) {
+		case SC_GLOBAL:
+			sb_printf(o, "%s %.17g\n", mt->name, mt->global(w));
+			break;
+		case SC_FRONTEND:
+			for (int i = 0; i < g->nfe; i++)
+				sb_printf(o, "%s{frontend=\"%s\"} %llu\n", mt->name, esc(g->fe[i]->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->fe(g->fe[i]));
+			break;
+		case SC_BACKEND:
+			for (struct t_backend *be = g->backends; be; be = be->next)
+				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+				          (unsigned long long)mt->be(be));
+			break;
+		case SC_SERVER:
+			for (struct t_backend *be = g->backends; be; be = be->next) {
+				for (int i = 0; i < be->pool.nservers; i++) {
+					struct t_server *s = be->pool.servers[i]->data;
+
+					if (s->deleted)
+						continue;
+					sb_printf(o, "%s{backend=\"%s\",server=\"%s\"} %llu\n", mt->name,
+					          esc(be->cfg.name, a, sizeof(a)), esc(s->lb.name, b, sizeof(b)),
+					          (unsigned long long)mt->srv(s));
+				}
+			}
+			break;
+		}
+	}
+	sb_printf(o, "# HELP tether_build_info Version of tether.\n# TYPE tether_build_info gauge\n"
+	          "tether_build_info{version=\"%s\"} 1\n", TETHER_VERSION);
+}
+
+/* JSON strings here are names limited to [A-Za-z0-9._-] and addresses. */
+static void json(struct t_worker *w, struct sbuf *o)
+{
+	const struct t_runtime *rt = w->rt;
+	const struct t_gen *g = rt->gen;
+
+	sb_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"active_connections\":%u,"
+	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"generations\":%u,\"frontends\":[",
+	          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->active,
+	          (unsigned long long)rt->reloads_total, (unsigned long long)rt->reload_failures_total,
+	          rt_generations(rt));
+	for (int i = 0; i < g->nfe; i++)
+		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
+		          i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
+		          (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active);
+	sb_printf(o, "],\"backends\":[");
+	{
+		bool first = true;
+
+		for (struct t_backend *be = g->backends; be; be = be->next) {
+			bool sfirst = true;
+
+			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
+			          "\"servers\":[", first ? "" : ",", be->cfg.name, be->pool.algo->name,
+			          (unsigned long long)be->retries_total, (unsigned long long)be->no_server_total);
+			first = false;
+			for (int i = 0; i < be->pool.nservers; i++) {
+				struct t_server *s = be->pool.servers[i]->data;
+
+				if (s->deleted)
+					continue;
+				sb_printf(o, "%s{\"name\":\"%s\",\"address\":\"%s\",\"state\":\"%s\",\"backup\":%s,"
+				          "\"last_check\":\"%s\"", sfirst ? "" : ",", s->lb.name, s->addr.text,
+				          rt_server_state(s), s->lb.backup ? "true" : "false",
+				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check);
+				sfirst = false;
+				for (size_t m = 0; m < NMETRICS; m++)
+					if (metrics[m].scope == SC_SERVER)
+						sb_printf(o, ",\"%s\":%llu", metrics[m].name + strlen("tether_server_"),
+						          (unsigned long long)metrics[m].srv(s));
+				sb_printf(o, "}");
+			}
+			sb_printf(o, "]}");
+		}
+	}
+	sb_printf(o, "]}\n");
+}
+
+/* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
+static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
+{
+	const char *end = memmem(in, len, "\r\n\r\n", 4);
+	struct sbuf body = { 0 };
+	const char *type = "text/plain; version=0.0.4; charset=utf-8";
+	int status = 200;
+
+	if (!end)
+		end = memmem(in, len, "\n\n", 2);
+	if (!end)
+		return 0;
+	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
+		prometheus(arg, &body);
+	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
+		json(arg, &body);
+		type = "application/json";
+	} else {
+		status = 404;
+		sb_printf(&body, "not found: try /metrics or /stats\n");
+		type = "text/plain";
+	}
+	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	          status, status == 200 ? "OK" : "Not Found", type, body.len);
+	if (body.len)
+		sb_printf(out, "%.*s", (int)body.len, body.s);
+	sb_free(&body);
+	*close_after = true;
+	return len;
+}
+
+int metrics_start(struct ctl_server *cs, struct t_worker *w, const struct cfg_addr *a, char **err)
+{
+	return ctl_listen_tcp(cs, w->loop, a, handle, w, err);
+}

@@ -1,0 +1,225 @@
+/*
+ * tether - the daemon's runtime: the object model built from a
+ * configuration, its generations across reloads, and the operations of the
+ * runtime API (src/daemon/runtime.c).
+ *
+ * The runtime does no I/O.  It sits above the pure core (src/lb) and the
+ * configuration (src/config), and below the I/O modules (proxy, listener,
+ * check, ctl, admin, metrics) and the instance (daemon.c), which call down
+ * into it; it reaches back up only through struct rt_hooks, filled at
+ * start-up.  The build enforces the direction (src/daemon/meson.build).
+ *
+ *   struct t_runtime         the state of one tether instance
+ *    +- struct t_gen *       generations: the running one, and retired ones
+ *    |   |                   that still carry connections after a reload
+ *    |   +- struct tether_config   the configuration it was built from
+ *    |   +- struct t_frontend[]    with their listeners
+ *    |   +- struct t_backend *     a list, each with its lb_pool
+ *    |       +- struct t_server[]  configured, plus those added at runtime
+ *
+ * Ownership (who frees what, and when):
+ *  - A generation owns its configuration, frontends, backends and servers,
+ *    and frees all of them at once, exactly once: in gen_put() when its
+ *    last reference goes.
+ *  - References to a generation: one while it is the running one (dropped
+ *    by the rt_install that retires it, or by rt_fini), and one per
+ *    connection accepted on one of its frontends (taken when the proxy
+ *    accepts it, dropped when the proxy frees it).  Nothing else counts.
+ *  - A connection's frontend, backend and server pointers are borrowed
+ *    from the generation it holds.
+ *  - Retiring a generation means: the instance stopped its checks and
+ *    closed the listeners the new generation did not take over; its
+ *    connections keep running on its objects.  Servers carry health and
+ *    counters to the same-named server of the new generation (by value,
+ *    never by pointer).
+ *  - A server added at runtime belongs to its backend.  `del server` takes
+ *    it out of the pool; it is freed when its last connection ends
+ *    (srv_conn_end), or with its generation.
+ *
+ * Threads: one loop owns a runtime; nothing here locks.
+ */
+#ifndef TETHER_RUNTIME_H
+#define TETHER_RUNTIME_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "defs.h"
+#include "log.h"
+#include "tether/config.h"
+#include "tether/lb.h"
+
+
+struct t_runtime;
+struct t_gen;
+struct t_backend;
+struct t_frontend;
+struct t_worker;
+
+/* The state of a server's active health check: owned and used by check.c
+ * only; here so that a server is one allocation. */
+struct t_check {
+	struct ev_loop *loop;           /* while a check is scheduled, else NULL */
+	ev_timer timer;
+	ev_io io;
+	int fd;                         /* the check's socket, -1 when idle */
+	unsigned len;
+	char buf[256];
+};
+
+struct t_server {
+	struct lb_server lb;            /* embedded; lb.data points back here; lb.hc is its health */
+	struct t_backend *be;           /* owner; not owned */
+	struct cfg_addr addr;
+	bool dynamic;                   /* added at runtime: allocated alone */
+	bool deleted;                   /* `del server`: freed once idle (srv_conn_end) */
+	char last_check[64];            /* reason of the last check result */
+	/* counters (monotonic) */
+	uint64_t connections_total;
+	uint64_t connect_failures_total;
+	uint64_t bytes_in_total;        /* client -> server */
+	uint64_t bytes_out_total;       /* server -> client */
+	struct t_check check;
+	struct t_server *next_dynamic;  /* list of runtime-added servers */
+};
+
+struct t_backend {
+	struct cfg_backend cfg;         /* copy; cfg.servers not owned (NULL) */
+	struct lb_pool pool;
+	struct t_server *servers;       /* configured servers, cfg_nservers of them */
+	int cfg_nservers;
+	struct t_server *dynamic;       /* runtime-added servers */
+	struct t_gen *gen;              /* owner */
+	uint64_t retries_total;
+	uint64_t no_server_total;
+	struct t_backend *next;
+};
+
+/* One listening socket of a frontend; opened, started and closed by
+ * listener.c.  fd moves to the next generation when its address stays. */
+struct t_listener {
+	ev_io io;
+	int fd;                         /* -1 when closed */
+	struct cfg_addr addr;
+	struct t_frontend *fe;          /* owner */
+	struct t_worker *w;             /* accepting for this worker while started */
+};
+
+struct t_frontend {
+	struct cfg_frontend cfg;
+	struct t_gen *gen;              /* owner */
+	struct t_backend *be;           /* of the same generation */
+	struct t_listener *ls;          /* cfg.nbinds of them */
+	uint64_t connections_total;
+	unsigned active;
+};
+
+/* One configuration and what was built from it (see the ownership notes). */
+struct t_gen {
+	struct t_runtime *rt;
+	struct tether_config *cfg;      /* owned */
+	struct t_frontend **fe;         /* owned, nfe of them */
+	int nfe;
+	struct t_backend *backends;     /* owned list */
+	unsigned refs;                  /* running: 1; plus one per connection */
+	bool retired;                   /* no longer the running generation */
+	struct t_gen *next;             /* t_runtime.gens */
+};
+
+/* How the runtime reaches the layers above it: filled by the instance. */
+struct rt_hooks {
+	/* s went DOWN (a check or an observed failure) in the running
+	 * generation, and its backend closes connections then (on_down =
+	 * "close"): close the established ones. */
+	void (*server_down)(void *arg, struct t_server *s);
+	void *arg;
+};
+
+struct t_runtime {
+	struct t_log *log;              /* not owned */
+	struct t_gen *gen;              /* the running generation; NULL before the first */
+	struct t_gen *gens;             /* every live generation, newest first */
+	struct lb_rng rng;              /* picks and check jitter */
+	struct rt_hooks hooks;
+	char conf_path[256];
+	unsigned active;                /* client connections open, all generations */
+	uint64_t reloads_total, reload_failures_total;
+	double started;                 /* ev_time() at start */
+};
+
+/* An empty runtime logging to log. */
+void rt_init(struct t_runtime *rt, struct t_log *log, const char *conf_path, uint64_t seed);
+/* Frees every generation.  Connections must all be gone (proxy_close_all
+ * and the reaping of them come first). */
+void rt_fini(struct t_runtime *rt);
+
+/* Builds a generation from cfg (owned from now on, also on failure):
+ * frontends with closed listeners, backends, servers with the health and
+ * counters of the running same-named ones.  NULL with *err on failure. */
+struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char **err);
+/* Frees a generation that was never installed (a reload that failed after
+ * rt_gen_new); closes the listeners it opened. */
+void rt_gen_free(struct t_gen *g);
+/* Makes g the running generation.  The previous one (whose checks and
+ * listeners the caller has stopped) is retired and its running reference
+ * dropped: it goes when its last connection does. */
+void rt_install(struct t_runtime *rt, struct t_gen *g);
+/* A connection takes / drops its one reference to its generation; the last
+ * gen_put of a retired generation frees it and everything it owns. */
+void gen_get(struct t_gen *g);
+void gen_put(struct t_gen *g);
+/* Live generations: 1 + retired ones still carrying connections. */
+unsigned rt_generations(const struct t_runtime *rt);
+
+/* The running listener bound to addr, or NULL. */
+struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg_addr *addr);
+/* The running backend called name, or NULL. */
+struct t_backend *rt_backend_find(const struct t_runtime *rt, const char *name);
+/* A server of be in its pool (configured or added; not deleted), or NULL. */
+struct t_server *rt_server_find(const struct t_backend *be, const char *name);
+
+/*
+ * The runtime API's operations on the running generation.  Each returns
+ * 0, or a negative errno with *err set to the reason an operator reads
+ * ("no such backend", "server still has connections: drain it first").
+ */
+/* Adds a server (weight 0..LB_WEIGHT_MAX); it starts DOWN when the backend
+ * has checks (the caller starts them), UP otherwise.  *out = the server. */
+int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, const char *addr,
+                  unsigned weight, struct t_server **out, char **err);
+/* -EBUSY (with *err) while s has connections and is neither drained nor
+ * disabled: `del` is refused then.  0 otherwise. */
+int rt_server_del_refused(const struct t_server *s, char **err);
+/* Deletes s (unless refused, as above): out of the pool at once when idle,
+ * else hidden until its last connection ends; may free s.  The caller has
+ * stopped its checks. */
+int rt_server_del(struct t_runtime *rt, struct t_server *s, char **err);
+int rt_server_set_admin(struct t_runtime *rt, struct t_server *s, enum lb_admin a);
+int rt_server_set_weight(struct t_runtime *rt, struct t_server *s, long weight, char **err);
+/* The server BACKEND/NAME of the running generation, or NULL with *err. */
+struct t_server *rt_server_lookup(struct t_runtime *rt, const char *backend, const char *name, char **err);
+/* "UP", "DOWN", "DRAIN" (drained) or "MAINT" (disabled). */
+const char *rt_server_state(const struct t_server *s);
+
+/*
+ * Outcomes, through the core's policy (lb_server_checked/observed,
+ * lb_attempt_failed): they log state changes of the running generation
+ * and call hooks.server_down when the backend closes connections on DOWN.
+ */
+/* An active check of s ended: ok, and why ("HTTP 503", "timeout"). */
+void rt_server_checked(struct t_server *s, bool ok, const char *why);
+/* A connection to s was established (passive health, when observed). */
+void rt_server_connected(struct t_server *s);
+/* The attempt on s failed to connect: counters, passive health, and the
+ * end of the attempt (srv_conn_end).  s must not be used after. */
+void rt_attempt_failed(struct t_server *s, const char *why);
+/* A connection to s (or an attempt) ended: it is no longer counted on s;
+ * a deleted server whose last connection this was is freed.  s must not
+ * be used after this call. */
+void srv_conn_end(struct t_server *s);
+
+/* Address text "a.b.c.d:port" / "[v6]:port" of ss. */
+void addr_format(const struct sockaddr_storage *ss, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * The runtime alone (linked without the I/O modules, so a call from the
+ * runtime up into them would not link): generations and their references,
+ * what a reload carries over, the runtime API's operations, and outcomes
+ * through the core's policy with the server_down hook.
+ */
+#include "util.h"
+
+#include "runtime.h"
+
+#define CONF \
+	"global = { log = \"stderr\"; };\n" \
+	"frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:1\" ]; backend = \"be\"; } );\n" \
+	"backends = ( { name = \"be\"; %s\n" \
+	"  servers = ( { name = \"s1\"; address = \"127.0.0.1:2\"; }, { name = \"s2\"; address = \"127.0.0.1:3\"; } ); } );\n"
+
+struct fx {
+	struct t_log log;
+	struct t_runtime rt;
+	int downs;
+	struct t_server *down;
+};
+
+static void hook_down(void *arg, struct t_server *s)
+{
+	struct fx *f = arg;
+
+	f->downs++;
+	f->down = s;
+}
+
+static struct t_gen *install(struct fx *f, const char *backend_extra)
+{
+	char *err = NULL;
+	struct t_gen *g = rt_gen_new(&f->rt, cfg_text(CONF, backend_extra), &err);
+
+	if (!g)
+		fail_msg("rt_gen_new: %s", err);
+	rt_install(&f->rt, g);
+	return g;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char *err = NULL;
+
+	log_init(&f->log);
+	assert_int_equal(log_open(&f->log, "/dev/null", &err), 0);
+	rt_init(&f->rt, &f->log, "t.conf", 1);
+	f->rt.hooks = (struct rt_hooks){ .server_down = hook_down, .arg = f };
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	rt_fini(&f->rt);
+	log_close(&f->log);
+	free(f);
+	return 0;
+}
+
+static struct t_server *server(struct fx *f, const char *name)
+{
+	struct t_server *s = rt_server_lookup(&f->rt, "be", name, NULL);
+
+	assert_non_null(s);
+	return s;
+}
+
+/* A connection's reference keeps a retired generation alive, and only it. */
+static void test_generation_references(void **state)
+{
+	struct fx *f = *state;
+	struct t_gen *g1 = install(f, ""), *g2;
+
+	assert_int_equal(rt_generations(&f->rt), 1);
+	gen_get(g1);                            /* a connection on g1 */
+	gen_get(g1);                            /* and another */
+	g2 = install(f, "balance = \"leastconn\";");
+	assert_ptr_equal(f->rt.gen, g2);
+	assert_true(g1->retired);
+	assert_false(g2->retired);
+	assert_int_equal(rt_generations(&f->rt), 2);
+	install(f, "");                         /* g2 goes at once: no connection holds it */
+	assert_int_equal(rt_generations(&f->rt), 2);
+	gen_put(g1);
+	assert_int_equal(rt_generations(&f->rt), 2);
+	gen_put(g1);                            /* the last connection of g1 */
+	assert_int_equal(rt_generations(&f->rt), 1);
+}
+
+/* A reload keeps the health, admin state and counters of same-named servers. */
+static void test_reload_carries_state(void **state)
+{
+	struct fx *f = *state;
+	struct t_server *s1, *s2;
+
+	install(f, "health = { type = \"tcp\"; rise = 2; fall = 2; };");
+	s1 = server(f, "s1");
+	rt_server_checked(s1, false, "refused");
+	rt_server_checked(s1, false, "refused");
+	assert_false(s1->lb.up);
+	s1->connections_total = 7;
+	rt_server_set_admin(&f->rt, server(f, "s2"), LB_ADMIN_DRAIN);
+	install(f, "health = { type = \"tcp\"; rise = 2; fall = 2; };");
+	s1 = server(f, "s1");
+	s2 = server(f, "s2");
+	assert_false(s1->lb.up);
+	assert_string_equal(rt_server_state(s1), "DOWN");
+	assert_int_equal(s1->lb.hc.transitions, 1);
+	assert_int_equal(s1->connections_total, 7);
+	assert_string_equal(s1->last_check, "refused");
+	assert_string_equal(rt_server_state(s2), "DRAIN");
+	/* a DOWN server needs `rise` successes in the new generation too */
+	rt_server_checked(s1, true, "connected");
+	assert_false(s1->lb.up);
+	rt_server_checked(s1, true, "connected");
+	assert_true(s1->lb.up);
+}
+
+static void test_runtime_api(void **state)
+{
+	struct fx *f = *state;
+	struct t_server *s = NULL;
+	char *err = NULL;
+
+	install(f, "");
+#define EXPECT_ERR(call, code, msg) do { \
+		assert_int_equal((call), code); \
+		assert_string_equal(err, msg); \
+		free(err); \
+		err = NULL; \
+	} while (0)
+	EXPECT_ERR(rt_server_add(&f->rt, "nope", "s3", "127.0.0.1:4", 1, &s, &err), -ENOENT, "no such backend");
+	EXPECT_ERR(rt_server_add(&f->rt, "be", "s 3", "127.0.0.1:4", 1, &s, &err), -EINVAL,
+	           "server names are 1..63 characters from A-Z a-z 0-9 . _ -");
+	EXPECT_ERR(rt_server_add(&f->rt, "be", "s1", "127.0.0.1:4", 1, &s, &err), -EEXIST,
+	           "a server with this name exists");
+	EXPECT_ERR(rt_server_add(&f->rt, "be", "s3", "localhost", 1, &s, &err), -EINVAL,
+	           "bad address (want 127.0.0.1:9001 or [::1]:9001)");
+	EXPECT_ERR(rt_server_add(&f->rt, "be", "s3", "127.0.0.1:4", 257, &s, &err), -EINVAL, "weight must be 0..256");
+	assert_int_equal(rt_server_add(&f->rt, "be", "s3", "127.0.0.1:4", 5, &s, &err), 0);
+	assert_true(s->lb.up);                  /* no checks: in service at once */
+	assert_int_equal(s->lb.weight, 5);
+	assert_int_equal(f->rt.gen->backends->pool.nservers, 3);
+	EXPECT_ERR(rt_server_set_weight(&f->rt, s, 300, &err), -EINVAL, "weight must be 0..256");
+	assert_int_equal(rt_server_set_weight(&f->rt, s, 2, &err), 0);
+	assert_int_equal(s->lb.weight, 2);
+
+	/* del: refused while it has connections and is in service */
+	lb_conn_open(&s->be->pool, &s->lb);
+	EXPECT_ERR(rt_server_del(&f->rt, s, &err), -EBUSY, "server still has connections: drain it first");
+	rt_server_set_admin(&f->rt, s, LB_ADMIN_DRAIN);
+	assert_int_equal(rt_server_del(&f->rt, s, &err), 0);
+	assert_null(rt_server_lookup(&f->rt, "be", "s3", NULL));       /* gone for the API */
+	assert_false(lb_server_eligible(&s->be->pool, &s->lb));        /* and for new connections */
+	assert_int_equal(f->rt.gen->backends->pool.nservers, 3);       /* in the pool until its last connection */
+	srv_conn_end(s);                        /* frees it (ASan would see a leak or a double free) */
+	assert_int_equal(f->rt.gen->backends->pool.nservers, 2);
+	assert_int_equal(rt_server_add(&f->rt, "be", "s3", "127.0.0.1:4", 1, &s, &err), 0);     /* the name is free */
+	assert_int_equal(rt_server_del(&f->rt, s, &err), 0);           /* idle: freed at once */
+	assert_int_equal(f->rt.gen->backends->pool.nservers, 2);
+	EXPECT_ERR(rt_server_lookup(&f->rt, "be", "s3", &err) ? 0 : -ENOENT, -ENOENT, "no such server");
+#undef EXPECT_ERR
+}
+
+/* Added to a checked backend: DOWN until `rise` checks passed. */
+static void test_added_server_checked_first(void **state)
+{
+	struct fx *f = *state;
+	struct t_server *s = NULL;
+
+	install(f, "health = { type = \"tcp\"; rise = 2; fall = 3; };");
+	assert_int_equal(rt_server_add(&f->rt, "be", "s3", "127.0.0.1:4", 1, &s, NULL), 0);
+	assert_false(s->lb.up);
+	rt_server_checked(s, true, "connected");
+	assert_false(s->lb.up);
+	rt_server_checked(s, true, "connected");
+	assert_true(s->lb.up);
+}
+
+/* Observed connect failures take a server DOWN after `fall` of them, and
+ * the hook closes its connections when on_down = "close" - in the running
+ * generation only. */
+static void test_observe_and_on_down_hook(void **state)
+{
+	struct fx *f = *state;
+	struct t_server *s;
+	struct t_gen *old;
+
+	old = install(f, "health = { type = \"tcp\"; rise = 1; fall = 2; observe = true; on_down = \"close\"; };");
+	s = server(f, "s1");
+	for (int i = 0; i < 2; i++) {
+		lb_conn_open(&s->be->pool, &s->lb);
+		rt_attempt_failed(s, "refused");
+	}
+	assert_false(s->lb.up);
+	assert_int_equal(s->connect_failures_total, 2);
+	assert_int_equal(s->lb.active, 0);
+	assert_int_equal(f->downs, 1);
+	assert_ptr_equal(f->down, s);
+	/* a success only counts while UP: a DOWN server must pass the checks */
+	rt_server_connected(s);
+	assert_false(s->lb.up);
+
+	/* the same in a retired generation: health changes, nobody is called */
+	gen_get(old);                           /* a connection still on it */
+	install(f, "health = { type = \"tcp\"; rise = 1; fall = 2; observe = true; on_down = \"close\"; };");
+	s = &old->backends->servers[1];         /* s2 of the retired generation */
+	assert_true(s->lb.up);
+	for (int i = 0; i < 2; i++) {
+		lb_conn_open(&s->be->pool, &s->lb);
+		rt_attempt_failed(s, "refused");
+	}
+	assert_false(s->lb.up);
+	assert_int_equal(f->downs, 1);
+	gen_put(old);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_generation_references, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_carries_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runtime_api, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_added_server_checked_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_observe_and_on_down_hook, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
