@@ -4,8 +4,9 @@
  * The scenario is read by the simulator's own reader (sim_params_default,
  * sim_pattern, sim_load from sim/sim.h) in the simulator's order: defaults,
  * --pattern, the file and its --set overrides, then --seed and --duration.
- * tether-load uses its clients group, report_interval, the pods' store and
- * the servers' names; failures, Redis and the HPA are the lab's to play.
+ * tether-load uses its clients group (cart_adds included), report_interval,
+ * the pods' store and the servers' names; failures, Redis and the HPA are
+ * the lab's to play.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: tether-load --target ADDR:PORT [-c SCENARIO.conf] [--pattern A|B|C|D] [--set group.key=value]...\n"
-	        "                   [--seed N] [--duration T] [--addresses N] [--new-conn] [--timeout T] [--cart F]\n"
+	        "                   [--seed N] [--duration T] [--addresses N] [--new-conn] [--timeout T]\n"
 	        "                   [--json FILE|-] [--csv FILE] [--quiet] [--no-check]\n"
 	        "Virtual users of tether-sim's client model (arrivals, pages, think time) against a real target;\n"
 	        "see docs/load.md.\n"
@@ -28,7 +29,6 @@ static void usage(FILE *f)
 	        "  --addresses N       users connect from 127.1.0.1 .. (N addresses, users_per_address share one)\n"
 	        "  --new-conn          a new connection per request (default: one kept alive per user)\n"
 	        "  --timeout T         connect + send + answer, per exchange (default 10s)\n"
-	        "  --cart F            share of page views that are POST /cart/add (default 0.1)\n"
 	        "  --no-check          do not probe the target before the run\n");
 }
 
@@ -79,7 +79,7 @@ static int one_option(struct load_opts *o, struct cli *c, int argc, char **argv,
 	const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
 
 	static const char *const valued[] = { "-c", "--target", "--json", "--csv", "--pattern", "--set", "--seed",
-	                                       "--duration", "--addresses", "--timeout", "--cart", NULL };
+	                                       "--duration", "--addresses", "--timeout", NULL };
 	bool known = false;
 
 	if (strcmp(a, "--new-conn") == 0)
@@ -113,10 +113,8 @@ static int one_option(struct load_opts *o, struct cli *c, int argc, char **argv,
 		return duration(a, v, &c->duration);
 	else if (strcmp(a, "--addresses") == 0)
 		return number(a, v, 1, LOAD_MAX_ADDRESSES, &c->addresses);
-	else if (strcmp(a, "--timeout") == 0)
-		return duration(a, v, &o->timeout_s);
 	else
-		return number(a, v, 0, 1, &o->cart_share);
+		return duration(a, v, &o->timeout_s);
 	return 0;
 }
 
@@ -153,7 +151,6 @@ int load_args(struct load_opts *o, int argc, char **argv)
 	memset(o, 0, sizeof(*o));
 	o->check = true;
 	o->timeout_s = 10;
-	o->cart_share = 0.1;
 	for (int i = 1; i < argc; i++) {
 		int rc;
 

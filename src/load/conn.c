@@ -139,7 +139,7 @@ static void try_send(struct load *L, struct lu_user *u)
 	}
 	if (n < 0) {
 		if (!retry_stale(L, u))
-			fail(L, u, u->reused ? LF_CLOSED : LF_CONNECT);
+			fail(L, u, u->reused ? LF_CRASH : LF_NO_SERVER);
 		return;
 	}
 	if (u->sent == 0 && u->action != LA_RELOGIN && !u->retried)    /* the request's first write */
@@ -167,7 +167,7 @@ void conn_send(struct load *L, struct lu_user *u)
 				L->warned_fds = true;
 				fprintf(stderr, "tether-load: out of file descriptors (ulimit -n): requests fail\n");
 			}
-			L->on_fail(L, u, LF_CONNECT);
+			L->on_fail(L, u, LF_NO_SERVER);
 			return;
 		}
 	}
@@ -212,7 +212,7 @@ static void closed(struct load *L, struct lu_user *u, int err)
 	if (retry_stale(L, u))
 		return;
 	fail(L, u, !u->reused && !u->got_bytes && (err == ECONNREFUSED || err == ETIMEDOUT ||
-	     err == EHOSTUNREACH || err == ENETUNREACH) ? LF_CONNECT : LF_CLOSED);
+	     err == EHOSTUNREACH || err == ENETUNREACH) ? LF_NO_SERVER : LF_CRASH);
 }
 
 static void do_read(struct load *L, struct lu_user *u)

@@ -75,9 +75,7 @@ static void report_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (L->next_report >= L->p->duration_s)
 		return;
-	stats_interval(&L->s, L->csv, L->next_report);
-	if (L->csv)
-		fflush(L->csv);
+	stats_interval(&L->s, L->next_report);
 	L->next_report += L->p->report_s;
 	arm(L, &L->report, L->next_report);
 }
@@ -244,8 +242,6 @@ int load_run(struct load *L, struct load_opts *o)
 
 	if (setup(L, o) < 0)
 		return -1;
-	if (L->csv)
-		stats_csv_header(L->csv, &L->s);
 	clock_gettime(CLOCK_MONOTONIC, &w0);
 	start_timers(L);
 	ev_run(L->loop, 0);
@@ -254,6 +250,13 @@ int load_run(struct load *L, struct load_opts *o)
 	stats_finish(&L->s, fmin(load_now(L), L->p->duration_s), L->p->report_s);
 	clock_gettime(CLOCK_MONOTONIC, &w1);
 	L->wall_s = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+	if (L->csv && stats_csv(L->csv, &L->s) < 0) {
+		fprintf(stderr, "tether-load: %s: %s\n", o->csv, strerror(errno));
+		return -1;
+	}
+	if (L->s.rows_dropped)
+		fprintf(stderr, "tether-load: out of memory: %llu CSV rows not kept\n",
+		        (unsigned long long)L->s.rows_dropped);
 	return 0;
 }
 
@@ -273,4 +276,5 @@ void load_fini(struct load *L)
 	if (L->csv)
 		fclose(L->csv);
 	L->csv = NULL;
+	stats_fini(&L->s);
 }

@@ -46,7 +46,6 @@ struct load_opts {
 	bool quiet;                 /* no summary, no progress line */
 	bool check;                 /* probe the target before the run (default on) */
 	double timeout_s;           /* per exchange: connect + send + answer */
-	double cart_share;          /* share of page views that are POST /cart/add */
 	const char *json, *csv;     /* NULL: none; "-": stdout (json only) */
 };
 
@@ -59,7 +58,16 @@ void load_opts_free(struct load_opts *o);
 
 enum lu_state { LU_FREE = 0, LU_THINK, LU_SEND, LU_WAIT };
 enum lu_action { LA_LOGIN = 0, LA_ITEM, LA_CART, LA_RELOGIN };
-enum lu_fail { LF_CONNECT = 0, LF_TIMEOUT, LF_CLOSED, LF_STATUS, LF_PROTOCOL, LF_KINDS };
+/* Why a request failed, in tether-sim's classes (sim.h struct sim_summary)
+ * and two of tether-load's own. */
+enum lu_fail {
+	LF_NO_SERVER = 0,           /* no connection (refused, unreachable, no descriptor), or 503 not from a pod */
+	LF_TIMEOUT,                 /* no whole answer within --timeout, or 504 */
+	LF_CRASH,                   /* the connection ended before a whole answer, or 502 */
+	LF_STATUS,                  /* any other status but 2xx (and 401 to a page view) */
+	LF_PROTOCOL,                /* an answer tether-load cannot read */
+	LF_KINDS
+};
 
 struct lu_user {
 	ev_timer timer;             /* LU_THINK: the next request is due; else the exchange's deadline */
@@ -74,8 +82,8 @@ struct lu_user {
 	uint16_t sent;              /* bytes of the request already sent */
 	int16_t session_pod;        /* pod that made its session (pod memory stores), -1 none */
 	uint8_t state, action;
-	bool logged_in;             /* once logged in (as the simulator's flag: never reset) */
-	bool has_session;           /* holds a session it believes valid */
+	bool logged_in;             /* once logged in (the simulator's U_LOGGED_IN: never reset) */
+	bool has_session;           /* holds a session not found missing (U_SESSION) */
 	bool reused;                /* the connection served an earlier answer */
 	bool retried;               /* this exchange was resent once after a stale keep-alive close */
 	bool got_bytes;             /* the answer has started */
@@ -91,6 +99,20 @@ struct load_hist {
 	uint64_t b[LOAD_HIST];
 };
 
+/* One CSV row (an interval), and its pods' cells. */
+struct load_row {
+	double t;
+	int up;
+	uint64_t requests, misses, local, redis, redis_ops, failed, timeouts, live;
+	uint32_t first, ncells;     /* cells[first .. first + ncells) */
+};
+
+struct load_cell {
+	uint32_t pod;
+	uint64_t answers;
+	int64_t sessions;
+};
+
 struct load_pod {
 	char name[WIRE_POD_MAX];
 	uint64_t answers, iv_answers;   /* HTTP answers carrying this X-Pod */
@@ -102,14 +124,18 @@ struct load_pod {
 struct load_stats {
 	uint64_t users, requests, requests_logged_in, misses, sessions_created, local_hits, redis_hits;
 	uint64_t redis_reads, redis_writes, failed, sessions_lost, live_sessions, live_sessions_peak;
-	uint64_t http_requests, retries, fail[LF_KINDS];
-	uint64_t iv_requests, iv_misses, iv_local, iv_redis, iv_redis_ops, iv_failed;
+	uint64_t http_requests, retries, fail[LF_KINDS], logins_failed, unavailable, carts;
+	uint64_t iv_requests, iv_misses, iv_local, iv_redis, iv_redis_ops, iv_failed, iv_timeouts;
 	double lat_sum;
 	struct load_hist lat;       /* answered requests: scheduled time -> answer, µs */
 	struct load_hist lag;       /* sends: scheduled time -> first byte written, µs */
 	struct load_pod pods[SIM_MAX_PODS];
-	int npods, maxp;            /* pods known; pods shown in the CSV */
+	int npods;                  /* pods known */
 	double report_s;            /* the reporting interval */
+	struct load_row *rows;      /* owned, as cells */
+	struct load_cell *cells;
+	size_t nrows, caprows, ncells, capcells;
+	uint64_t rows_dropped;      /* out of memory for the CSV */
 	double last_scale_t, rebalance_seconds;
 	bool rebalanced;
 	/* set by stats_finish() */
@@ -118,6 +144,7 @@ struct load_stats {
 };
 
 void stats_init(struct load_stats *s, const struct sim_params *p);
+void stats_fini(struct load_stats *s);
 /* The pod named `name` (an X-Pod value), known or new; -1 for "" or when
  * SIM_MAX_PODS are known. */
 int stats_pod(struct load_stats *s, const char *name, double t);
@@ -125,10 +152,11 @@ int stats_pod(struct load_stats *s, const char *name, double t);
 void stats_hist_add(struct load_hist *h, double us);
 /* The q-quantile (0 < q <= 1) in ms, 0 when empty. */
 double stats_hist_ms(const struct load_hist *h, double q);
-void stats_csv_header(FILE *f, const struct load_stats *s);
-/* Ends a reporting interval at model time t: a CSV row when f, the
+/* Ends a reporting interval at model time t: a CSV row kept, the
  * rebalance check, the interval counters back to zero. */
-void stats_interval(struct load_stats *s, FILE *f, double t);
+void stats_interval(struct load_stats *s, double t);
+/* Writes the CSV (header naming every pod known, then the rows); 0 or -1. */
+int stats_csv(FILE *f, const struct load_stats *s);
 /* Derives the summary figures at model time t. */
 void stats_finish(struct load_stats *s, double t, double report_s);
 void stats_json(FILE *f, const struct load_stats *s);

@@ -1,21 +1,26 @@
 /*
  * tether-load - counters, latency histograms, the per-interval CSV and the
- * JSON summary, with tether-sim's columns and keys (sim/sim.c csv_header,
- * on_report, finish, sim_print_json) and the same definitions wherever a
- * client can observe the same thing.  Where it cannot, the figure is
+ * JSON summary, with tether-sim's columns and keys (sim/report.c
+ * report_interval, report_write_csv, report_finish, sim_print_json) and the
+ * same definitions wherever a client can observe the same thing.  Where it cannot, the figure is
  * derived from the answers' headers, as docs/load.md says per key:
  *  - pods are known by the X-Pod of their answers, numbered as the
  *    scenario's servers (pod1.. when it has none, as the simulator names
  *    them), new names after them;
  *  - a pod is "up" in an interval when it answered in it, and "alive at
  *    the end" when it answered in the last interval;
- *  - Redis operations are counted by the simulator's rule from X-Session.
+ *  - Redis operations are counted by the simulator's rule from X-Session;
+ *  - what a client cannot observe at all (Redis utilisation, pods created,
+ *    the simulator's events ...) is null in the JSON, empty in the CSV.
+ * As tether-sim does, the CSV rows are kept and written at the end, so the
+ * header can name every pod that answered during the run.
  *
  * Latency histograms are log-linear (HdrHistogram's layout, G. Tene): 64
  * exact 1 µs buckets, then 32 buckets per power of two, so any value is
  * kept within 1/32 (3 %) and a quantile costs one pass over 1216 counters.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "load.h"
@@ -33,7 +38,7 @@ void stats_init(struct load_stats *s, const struct sim_params *p)
 	memset(s, 0, sizeof(*s));
 	s->report_s = p->report_s;
 	s->last_scale_t = -1;
-	/* sim.c pod_new(): the scenario's server names, else pod1, pod2, ... */
+	/* sim/pods.c pod_name(): the scenario's server names, else pod1, pod2, ... */
 	for (int i = 0; i < n; i++) {
 		char name[WIRE_POD_MAX];
 
@@ -44,12 +49,14 @@ void stats_init(struct load_stats *s, const struct sim_params *p)
 		pod_name(&s->pods[i], name);
 	}
 	s->npods = n;
-	/* sim.c csv_header(): as many pod columns as the run can have pods */
-	s->maxp = p->hpa ? p->hpa_max : p->pods;
-	if (p->scale_to > s->maxp)
-		s->maxp = p->scale_to;
-	if (s->maxp > SIM_MAX_PODS)
-		s->maxp = SIM_MAX_PODS;
+}
+
+void stats_fini(struct load_stats *s)
+{
+	free(s->rows);
+	free(s->cells);
+	s->rows = NULL;
+	s->cells = NULL;
 }
 
 int stats_pod(struct load_stats *s, const char *name, double t)
@@ -133,16 +140,44 @@ double stats_hist_ms(const struct load_hist *h, double q)
 
 /* --- the CSV --- */
 
-void stats_csv_header(FILE *f, const struct load_stats *s)
+/* Room for `need` elements of `size` bytes in *a, whose capacity *cap
+ * doubles (from 64) as needed.  false when memory is out (*a is kept). */
+static bool reserve(void **a, size_t *cap, size_t need, size_t size)
 {
-	fprintf(f, "time_s,pods_up,pods_ready,hpa_desired,requests,misses,miss_rate,local_hits,redis_hits,"
-	        "redis_ops,failed,live_sessions");
-	for (int i = 0; i < s->maxp; i++)
-		fprintf(f, ",pod%d_requests,pod%d_sessions", i + 1, i + 1);
-	fprintf(f, "\n");
+	size_t n = *cap;
+	void *b = *a;
+
+	while (n < need)
+		n = n ? 2 * n : 64;
+	if (n != *cap && !(b = realloc(*a, n * size)))
+		return false;
+	*a = b;
+	*cap = n;
+	return true;
 }
 
-void stats_interval(struct load_stats *s, FILE *f, double t)
+/* The row of the interval ending at t, and a cell per pod seen so far. */
+static void keep_row(struct load_stats *s, double t, int up)
+{
+	struct load_row *w;
+
+	if (!reserve((void **)&s->rows, &s->caprows, s->nrows + 1, sizeof(*s->rows)) ||
+	    !reserve((void **)&s->cells, &s->capcells, s->ncells + (size_t)s->npods, sizeof(*s->cells))) {
+		s->rows_dropped++;
+		return;
+	}
+	w = &s->rows[s->nrows++];
+	*w = (struct load_row){ t, up, s->iv_requests, s->iv_misses, s->iv_local, s->iv_redis, s->iv_redis_ops,
+	                        s->iv_failed, s->iv_timeouts, s->live_sessions, (uint32_t)s->ncells, 0 };
+	for (int i = 0; i < s->npods; i++)
+		if (s->pods[i].first_seen >= 0) {
+			s->cells[s->ncells++] = (struct load_cell){ (uint32_t)i, s->pods[i].iv_answers,
+			                                            s->pods[i].sessions > 0 ? s->pods[i].sessions : 0 };
+			w->ncells++;
+		}
+}
+
+void stats_interval(struct load_stats *s, double t)
 {
 	double sum = 0, mx = 0;
 	int up = 0;
@@ -153,27 +188,46 @@ void stats_interval(struct load_stats *s, FILE *f, double t)
 			mx = fmax(mx, (double)s->pods[i].iv_answers);
 			up++;
 		}
-	/* sim.c on_report(): rebalanced once max/mean falls under 1.2 */
+	/* report.c report_interval(): rebalanced once max/mean falls under 1.2 */
 	if (up && !s->rebalanced && s->last_scale_t >= 0 && sum > 0 && mx / (sum / up) < 1.2) {
 		s->rebalance_seconds = t - s->last_scale_t;
 		s->rebalanced = true;
 	}
-	if (f) {
-		/* a client sees no HPA: hpa_desired is the pods that answered */
-		fprintf(f, "%.0f,%d,%d,%d,%llu,%llu,%.4f,%llu,%llu,%llu,%llu,%llu", t, up, up, up,
-		        (unsigned long long)s->iv_requests, (unsigned long long)s->iv_misses,
-		        s->iv_requests ? (double)s->iv_misses / (double)s->iv_requests : 0.0,
-		        (unsigned long long)s->iv_local, (unsigned long long)s->iv_redis,
-		        (unsigned long long)s->iv_redis_ops, (unsigned long long)s->iv_failed,
-		        (unsigned long long)s->live_sessions);
-		for (int i = 0; i < s->maxp; i++)
-			fprintf(f, ",%llu,%lld", i < s->npods ? (unsigned long long)s->pods[i].iv_answers : 0ull,
-			        i < s->npods && s->pods[i].sessions > 0 ? (long long)s->pods[i].sessions : 0ll);
-		fprintf(f, "\n");
-	}
+	keep_row(s, t, up);
 	for (int i = 0; i < s->npods; i++)
 		s->pods[i].iv_answers = 0;
 	s->iv_requests = s->iv_misses = s->iv_local = s->iv_redis = s->iv_redis_ops = s->iv_failed = 0;
+	s->iv_timeouts = 0;
+}
+
+int stats_csv(FILE *f, const struct load_stats *s)
+{
+	fprintf(f, "time_s,pods_up,pods_ready,hpa_desired,requests,misses,miss_rate,local_hits,redis_hits,"
+	        "redis_ops,failed,live_sessions,timeouts,failed_rate,redis_busy");
+	for (int i = 0; i < s->npods; i++)
+		fprintf(f, ",%s_requests,%s_sessions", s->pods[i].name, s->pods[i].name);
+	fprintf(f, "\n");
+	for (size_t r = 0; r < s->nrows; r++) {
+		const struct load_row *w = &s->rows[r];
+		const struct load_cell *c = &s->cells[w->first], *end = c + w->ncells;
+
+		/* a client sees no HPA: hpa_desired is the pods that answered; redis_busy is unknown */
+		fprintf(f, "%.0f,%d,%d,%d,%llu,%llu,%.4f,%llu,%llu,%llu,%llu,%llu,%llu,%.4f,", w->t, w->up, w->up,
+		        w->up, (unsigned long long)w->requests, (unsigned long long)w->misses,
+		        w->requests ? (double)w->misses / (double)w->requests : 0.0, (unsigned long long)w->local,
+		        (unsigned long long)w->redis, (unsigned long long)w->redis_ops, (unsigned long long)w->failed,
+		        (unsigned long long)w->live, (unsigned long long)w->timeouts,
+		        w->requests ? (double)w->failed / (double)w->requests : 0.0);
+		for (int i = 0; i < s->npods; i++)
+			if (c < end && (int)c->pod == i) {
+				fprintf(f, ",%llu,%lld", (unsigned long long)c->answers, (long long)c->sessions);
+				c++;
+			} else {
+				fprintf(f, ",,");
+			}
+		fprintf(f, "\n");
+	}
+	return fflush(f) != 0 || ferror(f) ? -1 : 0;
 }
 
 /* --- the summary --- */
@@ -213,34 +267,46 @@ static double per_logged_in(const struct load_stats *s, uint64_t v)
 	return s->requests_logged_in ? (double)v / (double)s->requests_logged_in : 0;
 }
 
+/* The causes of failure in tether-sim's classes. */
+static unsigned long long failed(const struct load_stats *s, enum lu_fail why)
+{
+	return (unsigned long long)s->fail[why];
+}
+
 void stats_json(FILE *f, const struct load_stats *s)
 {
-	/* first tether-sim's keys, in sim_print_json()'s order and formats */
+	/* first tether-sim's keys, in sim_print_json()'s order and formats;
+	 * null: a client cannot observe it */
 	fprintf(f, "{\"requests\": %llu, \"sessions_created\": %llu, \"session_miss_rate\": %.6f, "
 	        "\"local_hit_rate\": %.6f, \"redis_hit_rate\": %.6f, \"redis_ops_per_sec\": %.3f, "
-	        "\"sessions_lost\": %llu, \"load_max_over_mean\": %.4f, \"load_stddev\": %.4f, \"pods_final\": %d, "
-	        "\"rebalance_seconds\": %.1f, \"failed_requests\": %llu, \"mean_response_ms\": %.4f, "
-	        "\"redis_reads\": %llu, \"redis_writes\": %llu, \"live_sessions_peak\": %llu",
+	        "\"sessions_lost\": %llu, \"load_max_over_mean\": %.4f, \"load_stddev\": %.4f, "
+	        "\"pods_final\": %d, \"rebalance_seconds\": %.1f, ",
 	        (unsigned long long)s->requests, (unsigned long long)s->sessions_created,
 	        per_logged_in(s, s->misses), per_logged_in(s, s->local_hits), per_logged_in(s, s->redis_hits),
 	        s->redis_ops_per_sec, (unsigned long long)s->sessions_lost, s->load_max_over_mean, s->load_stddev,
-	        s->pods_final, s->rebalance_seconds, (unsigned long long)s->failed,
-	        s->lat.n ? s->lat_sum / (double)s->lat.n / 1000.0 : 0.0, (unsigned long long)s->redis_reads,
-	        (unsigned long long)s->redis_writes, (unsigned long long)s->live_sessions_peak);
+	        s->pods_final, s->rebalance_seconds);
+	fprintf(f, "\"failed_requests\": %llu, \"failed_no_server\": %llu, \"failed_queue_full\": null, "
+	        "\"failed_timeout\": %llu, \"failed_crash\": %llu, \"logins_failed\": %llu, "
+	        "\"mean_response_ms\": %.4f, \"redis_reads\": %llu, \"redis_writes\": %llu, "
+	        "\"redis_utilisation\": null, \"redis_wait_max_ms\": null, \"carts_lost\": null, "
+	        "\"live_sessions_peak\": %llu, \"pods_created\": null, \"pods_refused\": null, \"events\": null",
+	        (unsigned long long)s->failed, failed(s, LF_NO_SERVER), failed(s, LF_TIMEOUT), failed(s, LF_CRASH),
+	        (unsigned long long)s->logins_failed, s->lat.n ? s->lat_sum / (double)s->lat.n / 1000.0 : 0.0,
+	        (unsigned long long)s->redis_reads, (unsigned long long)s->redis_writes,
+	        (unsigned long long)s->live_sessions_peak);
 	/* then tether-load's own */
 	fprintf(f, ", \"latency_p50_ms\": %.3f, \"latency_p99_ms\": %.3f, \"latency_max_ms\": %.3f, "
 	        "\"send_lag_p99_ms\": %.3f, \"duration_s\": %.3f, \"users\": %llu, \"requests_logged_in\": %llu, "
-	        "\"misses\": %llu, \"local_hits\": %llu, \"redis_hits\": %llu, \"http_requests\": %llu, "
-	        "\"answered\": %llu, \"retries\": %llu, \"failed_connect\": %llu, \"failed_timeout\": %llu, "
-	        "\"failed_closed\": %llu, \"failed_status\": %llu, \"failed_protocol\": %llu, \"pod_answers\": {",
+	        "\"misses\": %llu, \"local_hits\": %llu, \"redis_hits\": %llu, \"unavailable\": %llu, "
+	        "\"carts\": %llu, \"http_requests\": %llu, \"answered\": %llu, \"retries\": %llu, "
+	        "\"failed_status\": %llu, \"failed_protocol\": %llu, \"pod_answers\": {",
 	        stats_hist_ms(&s->lat, 0.5), stats_hist_ms(&s->lat, 0.99), stats_hist_ms(&s->lat, 1.0),
 	        stats_hist_ms(&s->lag, 0.99), s->end_t, (unsigned long long)s->users,
 	        (unsigned long long)s->requests_logged_in, (unsigned long long)s->misses,
 	        (unsigned long long)s->local_hits, (unsigned long long)s->redis_hits,
+	        (unsigned long long)s->unavailable, (unsigned long long)s->carts,
 	        (unsigned long long)s->http_requests, (unsigned long long)s->lat.n, (unsigned long long)s->retries,
-	        (unsigned long long)s->fail[LF_CONNECT], (unsigned long long)s->fail[LF_TIMEOUT],
-	        (unsigned long long)s->fail[LF_CLOSED], (unsigned long long)s->fail[LF_STATUS],
-	        (unsigned long long)s->fail[LF_PROTOCOL]);
+	        failed(s, LF_STATUS), failed(s, LF_PROTOCOL));
 	for (int i = 0, k = 0; i < s->npods; i++) {
 		if (s->pods[i].first_seen < 0)
 			continue;
@@ -262,10 +328,12 @@ void stats_print(FILE *f, const struct load_stats *s, double wall_s)
 	        100 * per_logged_in(s, s->misses));
 	fprintf(f, "  local hit rate      %11.2f%%\n", 100 * per_logged_in(s, s->local_hits));
 	fprintf(f, "  redis hit rate      %11.2f%%\n", 100 * per_logged_in(s, s->redis_hits));
-	fprintf(f, "  failed requests     %12llu   (connect %llu, timeout %llu, closed %llu, status %llu, protocol %llu)\n",
-	        (unsigned long long)s->failed, (unsigned long long)s->fail[LF_CONNECT],
-	        (unsigned long long)s->fail[LF_TIMEOUT], (unsigned long long)s->fail[LF_CLOSED],
-	        (unsigned long long)s->fail[LF_STATUS], (unsigned long long)s->fail[LF_PROTOCOL]);
+	fprintf(f, "  failed requests     %12llu   (no server %llu, timeout %llu, cut short %llu, status %llu, "
+	        "protocol %llu)\n", (unsigned long long)s->failed, failed(s, LF_NO_SERVER), failed(s, LF_TIMEOUT),
+	        failed(s, LF_CRASH), failed(s, LF_STATUS), failed(s, LF_PROTOCOL));
+	if (s->unavailable || s->logins_failed)
+		fprintf(f, "  Redis unavailable   %12llu   (503 from a pod: page views counted as misses; %llu first "
+		        "logins failed)\n", (unsigned long long)s->unavailable, (unsigned long long)s->logins_failed);
 	fprintf(f, "  load max/mean       %12.3f   (stddev/mean %.3f, %d pods)\n", s->load_max_over_mean,
 	        s->load_stddev, s->pods_final);
 	fprintf(f, "  latency             p50 %.2f ms  p99 %.2f ms  max %.2f ms  (from when each request was due)\n",

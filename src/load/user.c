@@ -7,7 +7,7 @@
  * exponential think time (mean think_s) after the previous answer; a failed
  * request is followed by the next one after a think time too.  A user that
  * is logged in views `GET /item/N`, or `POST /cart/add?item=N` with
- * probability --cart (the simulator has no carts; the pods write them).
+ * probability clients.cart_adds (the simulator's cart writes).
  *
  * Open loop: a request is sent when it is due, whatever else is late, and
  * its latency runs from when it was due (model time `sched`), not from when
@@ -21,7 +21,10 @@
  * and the forced re-login that follows at once is part of the same request
  * (as in the simulator, where the request that misses makes the new
  * session): it adds an HTTP exchange (`http_requests`) and a session
- * created, not a request.  The rest is in docs/load.md.
+ * created, not a request.  A 503 from a pod (Redis unavailable) is what
+ * sessions.c makes of a request while Redis is down: a miss for a page
+ * view, a failed login for a first login; not a failed request.  The rest
+ * is in docs/load.md.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -138,14 +141,34 @@ static void pod_sessions(struct load *L, int pod, int delta)
 		L->s.pods[pod].sessions += delta;
 }
 
+/* sessions.c live_del(): live sessions are those of visiting users that
+ * hold one (made by a login, not yet found missing). */
+static void session_gone(struct load *L, struct lu_user *u)
+{
+	if (!u->has_session)
+		return;
+	pod_sessions(L, u->session_pod, -1);
+	L->s.live_sessions--;
+	u->has_session = false;
+	u->session_pod = -1;
+}
+
+/* sessions.c live_add(): a login made u's session on `pod` (-1: unknown). */
+static void session_made(struct load *L, struct lu_user *u, int pod)
+{
+	session_gone(L, u);
+	u->has_session = true;
+	u->session_pod = (int16_t)pod;
+	pod_sessions(L, pod, +1);
+	if (++L->s.live_sessions > L->s.live_sessions_peak)
+		L->s.live_sessions_peak = L->s.live_sessions;
+}
+
 static void leave(struct load *L, struct lu_user *u)
 {
 	ev_timer_stop(L->loop, &u->timer);
 	conn_close(L, u);
-	if (u->has_session)
-		pod_sessions(L, u->session_pod, -1);
-	if (u->logged_in && L->s.live_sessions)
-		L->s.live_sessions--;
+	session_gone(L, u);
 	u->state = LU_FREE;
 	L->free_ids[L->nfree++] = u->id;
 	L->active--;
@@ -160,7 +183,7 @@ static void request(struct load *L, struct lu_user *u)
 		conn_close(L, u);               /* a new network: a new connection */
 	}
 	u->action = !u->has_session ? LA_LOGIN :
-	            lb_rng_double(&u->rng) < L->o->cart_share ? LA_CART : LA_ITEM;
+	            lb_rng_double(&u->rng) < L->p->cart_adds ? LA_CART : LA_ITEM;
 	u->item = 1 + lb_rng_below(&u->rng, LOAD_ITEMS);
 	u->retried = false;
 	L->s.requests++;
@@ -200,9 +223,12 @@ static void on_fail(struct load *L, struct lu_user *u, enum lu_fail why)
 	L->s.failed++;
 	L->s.iv_failed++;
 	L->s.fail[why]++;
+	L->s.iv_timeouts += why == LF_TIMEOUT;
 	next(L, u);
 }
 
+/* sessions.c count_redis(), by the simulator's rule (the pods' real
+ * commands differ: ask Redis for those). */
 static void redis_ops(struct load *L, unsigned reads, unsigned writes)
 {
 	if (L->p->store == STORE_LOCAL)
@@ -212,19 +238,13 @@ static void redis_ops(struct load *L, unsigned reads, unsigned writes)
 	L->s.iv_redis_ops += reads + writes;
 }
 
-/* A login answered 2xx: a session made on `pod`. */
+/* A login answered 2xx: a session made on `pod` (HSET + EXPIRE). */
 static void logged_in(struct load *L, struct lu_user *u, int pod)
 {
 	L->s.sessions_created++;
-	redis_ops(L, 0, 1);
-	if (!u->logged_in) {
-		u->logged_in = true;
-		if (++L->s.live_sessions > L->s.live_sessions_peak)
-			L->s.live_sessions_peak = L->s.live_sessions;
-	}
-	u->has_session = true;
-	u->session_pod = (int16_t)pod;
-	pod_sessions(L, pod, +1);
+	redis_ops(L, 0, 2);
+	u->logged_in = true;
+	session_made(L, u, pod);
 }
 
 /* A page view answered 401: the session is gone; log in again at once. */
@@ -232,29 +252,27 @@ static void missed(struct load *L, struct lu_user *u, int pod)
 {
 	L->s.misses++;
 	L->s.iv_misses++;
-	redis_ops(L, 1, 0);
+	redis_ops(L, 1, 0);                 /* HGETALL found nothing */
 	/* lost, not merely elsewhere: its own pod, or the shared store, no
 	 * longer has it (with pod memory on another pod it never had it) */
 	if (L->p->store != STORE_LOCAL || (pod >= 0 && pod == u->session_pod))
 		L->s.sessions_lost++;
-	pod_sessions(L, u->session_pod, -1);
-	u->has_session = false;
-	u->session_pod = -1;
+	session_gone(L, u);
 	u->action = LA_RELOGIN;
 	u->retried = false;
 	conn_send(L, u);
 }
 
-static void page_viewed(struct load *L, enum wire_session where)
+static void page_viewed(struct load *L, const struct lu_user *u)
 {
-	switch (where) {
+	switch (u->resp.session) {
 	case WS_LOCAL:
-	case WS_CACHE:                      /* D's pod-local cache: the sliding TTL is still written */
+	case WS_CACHE:                      /* D's pod-local cache: EXPIRE is still sent */
 		L->s.local_hits++;
 		L->s.iv_local++;
-		redis_ops(L, 0, where == WS_CACHE);
+		redis_ops(L, 0, u->resp.session == WS_CACHE);
 		break;
-	case WS_REDIS:
+	case WS_REDIS:                      /* HGETALL + EXPIRE */
 		L->s.redis_hits++;
 		L->s.iv_redis++;
 		redis_ops(L, 1, 1);
@@ -262,25 +280,63 @@ static void page_viewed(struct load *L, enum wire_session where)
 	default:
 		break;
 	}
+	if (u->action == LA_CART) {         /* HSET + EXPIRE cart:<user> */
+		L->s.carts++;
+		redis_ops(L, 0, 2);
+	}
+}
+
+/*
+ * A pod answered 503 without a verdict (X-Pod, no X-Session): it could not
+ * reach Redis.  sessions.c counts such a page view as a miss (the session
+ * cannot be read, no new one made) and such a first login as a failed
+ * login; neither is a failed request, and the user keeps its session id.
+ */
+static void unavailable(struct load *L, struct lu_user *u)
+{
+	L->s.unavailable++;
+	if (u->action == LA_ITEM || u->action == LA_CART) {
+		L->s.requests_logged_in++;
+		L->s.misses++;
+		L->s.iv_misses++;
+	} else if (u->action == LA_LOGIN && !u->logged_in) {
+		L->s.logins_failed++;
+	}
+	done(L, u);
+}
+
+/* What a failed status stands for, in tether-sim's failure classes. */
+static enum lu_fail status_failure(const struct wire_resp *r)
+{
+	switch (r->status) {
+	case 503:
+		return LF_NO_SERVER;            /* not from a pod: from a balancer */
+	case 504:
+		return LF_TIMEOUT;
+	case 502:
+		return LF_CRASH;
+	default:
+		return LF_STATUS;
+	}
 }
 
 static void on_answer(struct load *L, struct lu_user *u)
 {
 	const struct wire_resp *r = &u->resp;
 	int pod = stats_pod(&L->s, r->pod, load_now(L)), st = r->status;
-	bool ok = st >= 200 && st < 300;
+	bool login = u->action == LA_LOGIN || u->action == LA_RELOGIN;
 
-	if (u->action == LA_LOGIN || u->action == LA_RELOGIN) {
-		if (!ok) {
-			on_fail(L, u, LF_STATUS);
-			return;
-		}
-		logged_in(L, u, pod);
-		done(L, u);
+	if (st == 503 && r->pod[0] && r->session == WS_NONE) {
+		unavailable(L, u);
 		return;
 	}
-	if (!ok && st != 401) {
-		on_fail(L, u, LF_STATUS);
+	if ((st < 200 || st >= 300) && (login || st != 401)) {
+		on_fail(L, u, status_failure(r));
+		return;
+	}
+	if (login) {
+		logged_in(L, u, pod);
+		done(L, u);
 		return;
 	}
 	L->s.requests_logged_in++;
@@ -288,7 +344,7 @@ static void on_answer(struct load *L, struct lu_user *u)
 		missed(L, u, pod);
 		return;
 	}
-	page_viewed(L, r->session);
+	page_viewed(L, u);
 	done(L, u);
 }
 

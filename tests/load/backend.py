@@ -141,7 +141,6 @@ class Backend:
                     extra += "Set-Cookie: TETHERID=feedfacecafebeef; Path=/\r\n"
                 return 200, extra
             self.pages += 1
-            self.carts += method == "POST"
             if self.tetherid and self._cookie(hdrs, "TETHERID") != "feedfacecafebeef":
                 self.no_tetherid += 1
             sid = self._cookie(hdrs, "SID")
@@ -158,4 +157,5 @@ class Backend:
                     self.events[user_missed].append("401")
                 return 401, "X-Session: miss\r\n"
             self.events[user].append("page")
+            self.carts += method == "POST"     # cart additions answered 200
             return 200, "X-Session: local\r\n"

@@ -4,12 +4,13 @@ server's, the open-loop rate holds, --addresses gives distinct sources, a
 not a hang, bad input a clear message and a nonzero exit, and its JSON
 keys and CSV columns are tether-sim's.
 
-Run one: python3 tests/load/test_load.py NAME;  --list names them all
-(tests/load/meson.build registers what --list prints), --list-valgrind
-those that also run under valgrind (TETHER_VALGRIND=1).
+Run one: python3 tests/load/test_load.py NAME.  Every `def test_NAME(` is
+registered by tests/load/meson.build; "# valgrind" on that line also puts
+it in the valgrind suite (TETHER_VALGRIND=1 runs tether-load under it).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,12 +31,6 @@ def load_cmd(*args):
     vg = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
           "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"] if VALGRIND else []
     return [*vg, LOAD, *args]
-
-
-def valgrind(fn):
-    """Marks a test that also runs in the valgrind suite (no timing asserts)."""
-    fn.valgrind = True
-    return fn
 
 
 def run_load(target, *args, timeout=120):
@@ -61,11 +56,10 @@ def sets(**kw):
     return args
 
 
-@valgrind
-def test_counts_equal_backend():
+def test_counts_equal_backend():  # valgrind
     b = Backend(miss_every=7, tetherid=True)
     j, _, _ = run_load(b.target, "--seed", "3", "--duration", "4s",
-                       *sets(users_per_second=60, pages=8, think='40ms'))
+                       *sets(users_per_second=60, pages=8, think='40ms', cart_adds=0.1))
     assert j["failed_requests"] == 0, j
     assert j["http_requests"] == b.requests, (j["http_requests"], b.requests)
     assert j["sessions_created"] == b.logins, (j["sessions_created"], b.logins)
@@ -77,13 +71,13 @@ def test_counts_equal_backend():
     assert j["requests"] == b.requests - b.misses, (j["requests"], b.requests, b.misses)
     assert j["pod_answers"] == {"pod1": b.requests}, j["pod_answers"]
     assert b.no_tetherid == 0, f"{b.no_tetherid} page views without the TETHERID cookie"
-    assert 0 < b.carts < b.pages, (b.carts, b.pages)        # --cart 0.1 of page views
+    assert 0 < b.carts < b.pages / 5, (b.carts, b.pages)    # cart_adds 0.1 of page views
+    assert j["carts"] == b.carts, (j["carts"], b.carts)
     assert b.misses > 10 and b.pages > 200, (b.misses, b.pages)
     assert abs(j["session_miss_rate"] - b.misses / b.pages) < 1e-5
 
 
-@valgrind
-def test_401_relogin_counted():
+def test_401_relogin_counted():  # valgrind
     b = Backend(miss_every=3)
     j, _, _ = run_load(b.target, "--seed", "5", "--duration", "3s",
                        *sets(users_per_second=40, pages=10, think='30ms'))
@@ -109,8 +103,10 @@ def test_open_loop_rate_held():
     target = rate * secs
     assert abs(b.requests - target) <= 0.02 * target, (b.requests, target)
     assert j["requests"] == b.requests and j["failed_requests"] == 0, j
-    # sent when due: 99 % of first writes within 50 ms of their due time
-    assert j["send_lag_p99_ms"] < 50, j
+    # sent when due, not after the answers: 99 % of first writes well within
+    # the 250 ms the answers take (50 ms on an idle machine; sanitizers and
+    # a busy machine slow the loop, not the schedule)
+    assert j["send_lag_p99_ms"] < 200, j
     # and the server saw no gap: every 2 s window holds at least half its
     # share (the server's own clock, so its stalls count too: the bound is loose)
     t0 = min(b.times)
@@ -122,8 +118,7 @@ def test_open_loop_rate_held():
     assert j["latency_p50_ms"] >= 250, j
 
 
-@valgrind
-def test_addresses_distinct_sources():
+def test_addresses_distinct_sources():  # valgrind
     b = Backend()
     run_load(b.target, "--addresses", "40", "--duration", "3s",
              *sets(users_per_second=100, pages=3, think='20ms'))
@@ -134,8 +129,7 @@ def test_addresses_distinct_sources():
     assert b2.peers == {"127.0.0.1"}, b2.peers
 
 
-@valgrind
-def test_new_conn_per_request():
+def test_new_conn_per_request():  # valgrind
     b = Backend()
     j, _, _ = run_load(b.target, "--new-conn", "--duration", "2s",
                        *sets(users_per_second=50, pages=4, think='10ms'))
@@ -161,7 +155,7 @@ def test_dead_backend_fails_not_hangs():
     took = time.monotonic() - t0
     assert p.returncode == 0, err
     j = json.loads(out)
-    assert j["failed_connect"] > 0 and j["failed_requests"] >= j["failed_connect"], j
+    assert j["failed_no_server"] > 0 and j["failed_requests"] >= j["failed_no_server"], j
     assert took < 6 + 1 + 3, took
     # a server that accepts and never answers: every exchange times out
     s = Backend(mode="sink")
@@ -177,8 +171,7 @@ def bad(*args):
     return p.returncode, p.stderr
 
 
-@valgrind
-def test_bad_input():
+def test_bad_input():  # valgrind
     b = Backend()
     rc, err = bad("--target", b.target, "--bogus")
     assert rc == 2 and 'unknown option "--bogus"' in err, err
@@ -293,14 +286,102 @@ def test_through_tether_iphash_sees_addresses():
     assert len(j["pod_answers"]) == 1 and j["misses"] == 0, j
 
 
+def lab():
+    """tests/lab's kit: real tether-pods (and redis-server) on free ports."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+    import labkit
+    return labkit
+
+
+def pods_sum(pods, key):
+    return sum(p.stats()[key] for p in pods)
+
+
+def test_counts_equal_pod_stats():  # valgrind
+    """Against one real tether-pod (sessions in its memory): every count
+    tether-load reports equals the pod's own /stats."""
+    kit = lab()
+    with kit.Lab() as lb:
+        pod = lb.pod("pod1")
+        j, _, _ = run_load(pod.addr, "--seed", "4", "--duration", "3s", "--addresses", "25",
+                           *sets(users_per_second=50, pages=6, think="30ms", cart_adds=0.2))
+        st = pod.stats()
+    assert j["failed_requests"] == 0 and j["requests_logged_in"] > 100, j
+    assert j["http_requests"] == st["requests"], (j["http_requests"], st)
+    assert j["sessions_created"] == st["sessions_created"] == j["users"], (j, st)
+    assert j["misses"] == st["misses"] == 0, (j, st)
+    assert j["local_hits"] == st["hits_local"], (j["local_hits"], st)
+    assert j["carts"] == st["carts"] > 0, (j["carts"], st)
+    assert st["client_addresses"] == 25 + 1, st                     # + this test's 127.0.0.1
+    # keep-alive: one per user, + tether-load's probe, the kit's readiness check and this /stats
+    assert st["connections"] == j["users"] + 3, (st, j["users"])
+    assert j["pod_answers"] == {"pod1": st["requests"]}, j["pod_answers"]
+
+
+def test_pattern_a_through_tether_pods():
+    """Pattern A for real: three tether-pods keeping sessions in memory,
+    round-robin tether, a connection per request.  About 2 of 3 page views
+    miss; tether-load's counts equal the sum of the pods' /stats."""
+    from harness import Tether, conf
+    kit = lab()
+    with kit.Lab() as lb:
+        pods = [lb.pod(f"pod{i}") for i in (1, 2, 3)]
+        text, port = conf([(p.name, p.addr) for p in pods])
+        t = Tether(text, port)
+        try:
+            j, _, _ = run_load(f"127.0.0.1:{port}", "--new-conn", "--seed", "2", "--duration", "4s",
+                               *sets(users_per_second=40, pages=10, think="20ms"))
+        finally:
+            t.stop()
+        assert 0.55 < j["session_miss_rate"] < 0.78, j
+        assert j["failed_requests"] == 0, j
+        for key, mine in (("requests", "http_requests"), ("misses", "misses"),
+                          ("sessions_created", "sessions_created"), ("hits_local", "local_hits")):
+            assert j[mine] == pods_sum(pods, key), (key, j[mine], [p.stats() for p in pods])
+        assert j["pod_answers"] == {p.name: p.stats()["requests"] for p in pods}, j["pod_answers"]
+
+
+def test_redis_store_and_outage_through_tether():
+    """Pattern C for real: two pods on one redis-server behind round-robin
+    tether.  Hits come from Redis and match the pods' counts; while Redis is
+    stopped the pods answer 503, which tether-load counts as the simulator
+    does (misses and failed logins, not failed requests); then it recovers."""
+    from harness import Tether, conf, wait_for
+    kit = lab()
+    if not shutil.which("redis-server"):
+        print("redis-server missing (scripts/install-deps.sh lab): skipped")
+        sys.exit(kit.SKIP)
+    with kit.Lab() as lb:
+        r = lb.redis()
+        pods = [lb.pod(f"pod{i}", "--store", "redis", "--redis", r.addr, wait_redis=True) for i in (1, 2)]
+        text, port = conf([(p.name, p.addr) for p in pods])
+        t = Tether(text, port)
+        p = subprocess.Popen(load_cmd("--target", f"127.0.0.1:{port}", "--json", "-", "--quiet", "--new-conn",
+                                      "--seed", "6", "--duration", "6s", "--set", "pods.store=redis",
+                                      *sets(users_per_second=40, pages=20, think="20ms")),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert wait_for(lambda: pods_sum(pods, "hits_redis") > 200, 10)
+            r.stop()
+            assert wait_for(lambda: pods_sum(pods, "unavailable") > 50, 10)
+            r.start()
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            t.stop()
+        assert p.returncode == 0, err
+        j = json.loads(out)
+        assert j["failed_requests"] == 0, j
+        assert j["unavailable"] == pods_sum(pods, "unavailable") > 50, (j["unavailable"], j)
+        assert j["redis_hits"] == pods_sum(pods, "hits_redis"), j
+        assert j["http_requests"] == pods_sum(pods, "requests"), j
+        assert j["misses"] > pods_sum(pods, "misses"), j          # the 503s to page views count too
+        assert j["local_hits"] == 0 and j["redis_hits"] > 200 and j["redis_reads"] > 0, j
+
+
 def main():
     tests = {k[5:]: v for k, v in globals().items() if k.startswith("test_") and callable(v)}
-    if sys.argv[1:] == ["--list"]:
-        print("\n".join(tests))
-        return
-    if sys.argv[1:] == ["--list-valgrind"]:
-        print("\n".join(k for k, v in tests.items() if getattr(v, "valgrind", False)))
-        return
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in tests:
         print("unknown test", name, "; have:", ", ".join(sorted(tests)))
