@@ -2,7 +2,7 @@
  * tether-load - the run: arrivals, reporting intervals, the progress line,
  * the end, and signals.
  *
- * Arrivals are tether-sim's Poisson process (sim.c EV_ARRIVAL): the next
+ * Arrivals are tether-sim's Poisson process (engine.c on_arrival): the next
  * user comes an exponential time with mean 1 / rate(t) after the previous
  * one, t being the previous arrival, until stop_at (if set) and the end.
  * The arrival times are computed, not observed: when the loop runs late,
@@ -31,8 +31,8 @@
 
 #define PROBE_TIMEOUT_MS 3000
 
-/* A copy of sim.c arrival_rate(), static there (see user.c on the
- * copies): constant, a linear ramp, or a day curve whose mean over 24 h is
+/* A copy of sim/clients.c clients_rate(), internal there (see user.c on
+ * the copies): constant, a linear ramp, or a day curve whose mean over 24 h is
  * user_rate and whose peak (16:00) is 1.8 x. */
 static double arrival_rate(const struct sim_params *p, double t)
 {

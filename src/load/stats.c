@@ -238,7 +238,7 @@ void stats_finish(struct load_stats *s, double t, double report_s)
 	int n = 0;
 
 	s->end_t = t;
-	/* sim.c finish(): each live pod's request rate since it came up */
+	/* report.c report_finish(): each live pod's request rate since it came up */
 	for (int i = 0; i < s->npods; i++) {
 		const struct load_pod *pd = &s->pods[i];
 		double rate;

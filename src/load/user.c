@@ -1,8 +1,8 @@
 /*
  * tether-load - a virtual user's life, and what each answer counts.
  *
- * The life is tether-sim's (sim/sim.c user_new, on_request, on_done,
- * next_request): a user arrives, makes its first request at once - the
+ * The life is tether-sim's (sim/clients.c user_new, user_next, user_failed;
+ * pods.c route_request): a user arrives, makes its first request at once - the
  * login, `GET /login?user=u<seq>` - and then `pages_left - 1` more, each an
  * exponential think time (mean think_s) after the previous answer; a failed
  * request is followed by the next one after a think time too.  A user that
@@ -15,7 +15,7 @@
  * hiding it (no coordinated omission).  The users are independent: a slow
  * answer delays only its own user's next request, as in the simulator.
  *
- * Counting follows sim.c serve_session(): `requests` counts requests (the
+ * Counting follows sessions.c session_serve(): `requests` counts requests (the
  * logins included) when they are made; `requests_logged_in` the page views
  * a pod answered (200 or 401); a 401 (X-Session: miss) is a session miss,
  * and the forced re-login that follows at once is part of the same request
@@ -37,9 +37,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 /*
  * --- the simulator's draws ---
  *
- * These copy static helpers of sim/sim.c: the geometric page count and
- * the address choice of user_new(), and the address change of
- * on_request() (load.c copies arrival_rate()).  sim.h does not export them; they belong there (e.g.
+ * These copy parts of sim/clients.c user_new() (the geometric page count,
+ * the address choice) and of pods.c route_request() (the address change);
+ * load.c copies clients_rate().  sim.h does not export them; they belong there (e.g.
  * sim_arrival_rate(), sim_pages()) so that both programs call one
  * definition - until then a change to one must be made to the other
  * (tests/load/test_load.py model_matches_sim holds the outcome against
@@ -50,7 +50,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
  * addresses, not 2^32.
  */
 
-/* sim.c user_new(): a geometric number of requests with mean `pages`, by
+/* clients.c user_new(): a geometric number of requests with mean `pages`, by
  * inversion: P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)).
  * The first request is the login, as in the simulator. */
 static uint32_t pages(const struct sim_params *p, struct lb_rng *rng)
@@ -62,7 +62,7 @@ static uint32_t pages(const struct sim_params *p, struct lb_rng *rng)
 }
 
 /*
- * sim.c user_new(): with users_per_address > 1, a user takes one of
+ * clients.c user_new(): with users_per_address > 1, a user takes one of
  * nusers / users_per_address + 1 addresses at random (nusers: user slots
  * ever used, about the peak of users alive), so about users_per_address
  * users share each.  With 1, every user has an address of its own: the
@@ -86,7 +86,7 @@ static uint32_t address(struct load *L, struct lu_user *u)
 	return a;
 }
 
-/* sim.c on_request(): a logged-in (mobile) user moves networks with
+/* pods.c route_request(): a logged-in (mobile) user moves networks with
  * probability address_change per request. */
 static bool address_changes(const struct sim_params *p, struct lb_rng *rng)
 {
@@ -175,7 +175,7 @@ static void leave(struct load *L, struct lu_user *u)
 	load_user_gone(L);
 }
 
-/* sim.c on_request(): the next request of u, due now (model time u->sched). */
+/* pods.c route_request(): the next request of u, due now (model time u->sched). */
 static void request(struct load *L, struct lu_user *u)
 {
 	if (u->logged_in && address_changes(L->p, &u->rng) && L->o->addresses) {
@@ -191,7 +191,7 @@ static void request(struct load *L, struct lu_user *u)
 	conn_send(L, u);
 }
 
-/* sim.c next_request(): a think time, then the next request, or leave. */
+/* clients.c user_next(): a think time, then the next request, or leave. */
 static void next(struct load *L, struct lu_user *u)
 {
 	double now = load_now(L);
