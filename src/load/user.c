@@ -39,9 +39,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
  *
  * These copy parts of sim/clients.c user_new() (the geometric page count,
  * the address choice) and of pods.c route_request() (the address change);
- * load.c copies clients_rate().  sim.h does not export them; they belong there (e.g.
- * sim_arrival_rate(), sim_pages()) so that both programs call one
- * definition - until then a change to one must be made to the other
+ * load.c copies clients_rate().  sim.h does not export them; they belong
+ * there (e.g. sim_arrival_rate(), sim_pages()) so that both programs call
+ * one definition - until then a change to one must be made to the other
  * (tests/load/test_load.py model_matches_sim holds the outcome against
  * tether-sim).  What differs, because real time is not virtual: each user
  * draws from its own generator (seeded from the arrival stream), so a seed
