@@ -1,7 +1,8 @@
 """Idle memory per proxied connection: RSS growth of PID while N idle
-client connections are open through PORT, divided by N (bytes).
+client connections are open through PORT, divided by N (bytes).  PID may be
+a comma-separated list (a proxy's worker processes): their RSS is summed.
 
-    python3 bench/bench-idle.py PID PORT N
+    python3 bench/bench-idle.py PID[,PID...] PORT N
 """
 import resource
 import socket
@@ -9,16 +10,18 @@ import sys
 import time
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def rss(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
 
 
 def main():
-    pid, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    pid, port, n = [int(p) for p in sys.argv[1].split(",")], int(sys.argv[2]), int(sys.argv[3])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     # warm up: let the proxy reach its steady state before the baseline

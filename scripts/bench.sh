@@ -6,9 +6,15 @@
 #
 #   scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both]
 #                    [--only tether,nolog,haproxy,nginx,direct] [--baseline REV]
+#                    [--workers N]
 #
 # nolog is tether with log = "off": tether's ratios against it are what
 # logging one text line per connection to a file costs (printed per setup).
+#
+# --workers N runs every proxy with N threads or processes (tether
+# global.workers, HAProxy nbthread, nginx worker_processes).  The pinned
+# setup then needs N CPUs for the proxies and one more for wrk and the
+# backends; on a machine without them it is skipped, and the script says so.
 #
 # --baseline REV also builds tether as it was at git revision REV (in a
 # temporary worktree) and runs it as proxy "base" beside the others, then
@@ -29,14 +35,15 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=5 dur=8 only="direct,tether,nolog,haproxy,nginx" idle=2000 setups="pinned shared" baseline=""
-usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST] [--baseline REV]"
+runs=5 dur=8 only="direct,tether,nolog,haproxy,nginx" idle=2000 setups="pinned shared" baseline="" nw=1
+usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST] [--baseline REV] [--workers N]"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runs=1 dur=3 ;;
 	--runs) runs=$2; shift ;;
 	--only) only=$2; shift ;;
 	--baseline) baseline=$2; shift ;;
+	--workers) nw=$2; shift ;;
 	--setup) case $2 in pinned|shared) setups=$2 ;; both) setups="pinned shared" ;;
 	         *) echo "$usage" >&2; exit 2 ;; esac; shift ;;
 	*) echo "$usage" >&2; exit 2 ;;
@@ -74,14 +81,14 @@ fi
 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"; b2pid=$!
 
 cat > "$work/tether.conf" <<EOF
-global = { maxconn = 8000; log = "$work/tether.log"; };
+global = { maxconn = 8000; log = "$work/tether.log"; workers = $nw; };
 frontends = ( { name = "bench"; bind = [ "127.0.0.1:$PT" ]; backend = "pods"; } );
 backends = ( { name = "pods"; balance = "roundrobin";
   servers = ( { name = "b1"; address = "127.0.0.1:$P1"; }, { name = "b2"; address = "127.0.0.1:$P2"; } ); } );
 EOF
 cat > "$work/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $nw
     maxconn 8000
 defaults
     mode tcp
@@ -98,7 +105,7 @@ backend pods
 EOF
 cat > "$work/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 1;
+worker_processes $nw;
 daemon off;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
@@ -131,14 +138,27 @@ to_us() { # wrk latency "1.23ms" / "456.00us" / "1.2s" -> microseconds
 	      else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'
 }
 
-cpu_ticks() { # PID -> user + system clock ticks used so far
-	awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() { # PID... -> user + system clock ticks they used so far (threads included)
+	for p in "$@"; do cat "/proc/$p/stat"; done | awk '{t += $14 + $15} END {print t}'
 }
+
+ncpu=$(nproc)
+if [ "$nw" -ge "$ncpu" ]; then
+	case " $setups " in *" pinned "*)
+		echo "bench: the pinned setup needs $((nw + 1)) CPUs ($nw for the proxies, 1 for wrk and the backends);" \
+		     "this machine has $ncpu: only the shared setup runs" >&2 ;;
+	esac
+	setups=shared
+fi
+all_cpus=$(seq -s, 0 $((ncpu - 1)))
+prox_cpus=$(seq -s, $((ncpu - nw)) $((ncpu - 1)))     # the last nw CPUs
+load_cpus=$(seq -s, 0 $((ncpu - nw - 1)) 2>/dev/null || true)
 
 # place SETUP: move the running backends and proxies (every thread) onto
 # the CPUs of the setup; wrk is started on them by one_run
 place() {
-	if [ "$1" = pinned ]; then back=0 prox=1 wrkcpu=0; else back=0,1 prox=0,1 wrkcpu=0,1; fi
+	if [ "$1" = pinned ]; then back=$load_cpus prox=$prox_cpus wrkcpu=$load_cpus
+	else back=$all_cpus prox=$all_cpus wrkcpu=$all_cpus; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
 	for p in $tpid $bpid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
@@ -149,11 +169,11 @@ one_run() {
 	setup=$1 name=$2 mode=$3 r=$4
 	out=$results/$setup/$name-$mode-$r
 	pid=$(pid_of "$name")
-	[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+	[ -n "$pid" ] && c0=$(cpu_ticks $pid)
 	set --
 	[ "$mode" = close ] && set -- -H "Connection: close"
 	taskset -c $wrkcpu wrk -t1 -c50 -d${dur}s --latency "$@" "http://127.0.0.1:$(port_of $name)/" > "$out.txt" 2>&1 || true
-	[ -n "$pid" ] && echo $(( $(cpu_ticks "$pid") - c0 )) > "$out.cpu"
+	[ -n "$pid" ] && echo $(( $(cpu_ticks $pid) - c0 )) > "$out.cpu"
 	return 0
 }
 
@@ -200,7 +220,7 @@ pid_of() {
 	nolog) echo $opid ;;
 	haproxy) echo $hpid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
-	       pgrep -P "$p" | head -1 || echo "$p" ;;     # the worker is the child of the master
+	       echo $(pgrep -P "$p" || echo "$p") ;;       # the workers are the master's children
 	esac
 }
 
@@ -228,7 +248,7 @@ done
 # the proxy during one keep-alive and one close run of the pinned setup.
 syscalls_run() { # NAME MODE -> "all epoll_wait epoll_ctl" per request, or "- - -"
 	out=$results/syscalls/$1-$2
-	set -- "$1" "$2" "$(pid_of "$1")"
+	set -- "$1" "$2" "$(pid_of "$1" | tr ' ' ',')"
 	win=$((dur > 3 ? dur - 2 : 1))      # counted: from 1 s into the wrk run to 1 s before its end
 	hdr=""
 	[ "$2" = close ] && hdr="Connection: close"
@@ -257,7 +277,7 @@ fi
 for who in $who_list; do
 	pid=$(pid_of $who)
 	mem=-
-	[ -n "$pid" ] && mem=$(idle_mem "$pid" "$(port_of $who)")
+	[ -n "$pid" ] && mem=$(idle_mem "$(echo $pid | tr ' ' ',')" "$(port_of $who)")
 	eval "mem_$who=\$mem"
 done
 

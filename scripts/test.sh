@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs what is missing, builds tether with AddressSanitizer and
 # UndefinedBehaviorSanitizer, and runs every test: unit (cmocka), integration
-# (the real binaries on loopback), simulator validation, a bounded fuzz run
-# and the integration tests again under valgrind.  The last line printed is
-# "N passed, N failed" for the whole suite.  Exit status 0 only when nothing failed.
+# (the real binaries on loopback), simulator validation, lab; then the daemon's
+# unit and integration tests again with ThreadSanitizer and global.workers = 2;
+# then a bounded fuzz run and the valgrind suite under valgrind.  The last line
+# printed is "N passed, N failed" for the whole suite.  Exit status 0 only
+# when nothing failed.
 #
 #   scripts/test.sh            everything
-#   QUICK=1 scripts/test.sh    skip the valgrind and fuzz passes
+#   QUICK=1 scripts/test.sh    skip the valgrind and fuzz passes (the TSan pass stays)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -35,6 +37,20 @@ if ! ninja -C "$asan"; then echo "0 passed, 1 failed"; exit 1; fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_meson_tests asan "$asan"
+
+# ThreadSanitizer, two workers: every integration test, and the daemon's unit tests
+tsan=${TSANBUILDDIR:-build-tsan}
+if [ ! -f "$tsan/build.ninja" ]; then
+	meson setup "$tsan" -Db_sanitize=thread -Db_lundef=false -Dwerror=true --buildtype=debugoptimized >/dev/null ||
+		status=1
+fi
+if ninja -C "$tsan" >/dev/null; then
+	export TETHER_TEST_WORKERS=2 TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:exitcode=66}"
+	run_meson_tests tsan "$tsan" --suite integration --suite daemon
+	unset TETHER_TEST_WORKERS
+else
+	status=1
+fi
 
 if [ -z "${QUICK:-}" ]; then
 	# valgrind needs a build without ASan: a plain debug build of the same tree.

@@ -23,6 +23,7 @@
 struct config_setting_t;
 
 #define CFG_MAX_BINDS 16
+#define CFG_WORKERS_MAX 64
 
 /* An address "host:port", "[v6]:port" or "*:port", resolved numerically. */
 struct cfg_addr {
@@ -33,6 +34,10 @@ struct cfg_addr {
 
 enum cfg_check { CFG_CHECK_NONE = 0, CFG_CHECK_TCP, CFG_CHECK_HTTP };
 enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_CLOSE };
+/* How N workers share an address: a socket each (the kernel spreads new
+ * connections by a hash), or one socket whose readiness wakes one worker
+ * (EPOLLEXCLUSIVE). */
+enum cfg_accept { CFG_ACCEPT_REUSEPORT = 0, CFG_ACCEPT_SHARED };
 
 /* Active checks.  Their interval, timeout, rise and fall, and `observe`,
  * are the outcome policy's: cfg_backend.params.health and .observe. */
@@ -101,7 +106,9 @@ struct cfg_frontend {
 };
 
 struct cfg_global {
-	unsigned workers;               /* default 1 */
+	unsigned workers;               /* default 1; 0 = "auto" (see cfg_workers) */
+	bool cpu_affinity;              /* pin worker i to CPU i */
+	int accept;                     /* enum cfg_accept, default reuseport */
 	unsigned maxconn;               /* default 20000 */
 	char log[256];                  /* "stderr" (default), "off", "syslog" or a file path */
 	int log_format;                 /* 0 text (default), 1 json */
@@ -129,6 +136,9 @@ int cfg_load(const char *path, struct tether_config **out, char **err);
 /* Same from a string; `name` is used in messages in place of the file. */
 int cfg_load_string(const char *text, const char *name, struct tether_config **out, char **err);
 void cfg_free(struct tether_config *c);
+/* The number of workers to run: global.workers, or with "auto" the number
+ * of online CPUs (at most CFG_WORKERS_MAX). */
+unsigned cfg_workers(const struct tether_config *c);
 
 /* Parses the `backends` list at `list` into *out / *n, appending any errors
  * (one per line) to *errs; returns the number of errors added.  `file`

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config_read.h"
 #include "tether/config.h"
@@ -26,12 +27,32 @@
 #define GL(field) .offset = offsetof(struct cfg_global, field), .size = sizeof(((struct cfg_global *)0)->field)
 #define FE(field) .offset = offsetof(struct cfg_frontend, field), .size = sizeof(((struct cfg_frontend *)0)->field)
 
-static void check_workers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
-                          void *base)
+/* workers: a number, or "auto" (stored as 0: one per online CPU). */
+static void read_workers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                         void *base)
 {
-	if (((struct cfg_global *)base)->workers != 1)
-		cfg_error(c, config_setting_get_member(g, f->name), "global.workers",
-		          "only 1 worker is supported in this version");
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	long long v;
+
+	if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (strcmp(config_setting_get_string(s), "auto") == 0)
+			((struct cfg_global *)base)->workers = 0;
+		else
+			cfg_error(c, s, "global.workers", "must be a number %lld..%lld or \"auto\"", f->min, f->max);
+		return;
+	}
+	if (cfg_get_int(c, g, path, f->name, &v, f->min, f->max) > 0)
+		((struct cfg_global *)base)->workers = (unsigned)v;
+}
+
+unsigned cfg_workers(const struct tether_config *cfg)
+{
+	long n;
+
+	if (cfg->global.workers)
+		return cfg->global.workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (unsigned)n;
 }
 
 static void read_metrics(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
@@ -155,8 +176,14 @@ static void read_resolvers(struct cfg_ctx *c, const config_setting_t *g, const c
 		cfg_error(c, l, "global.resolvers", "must name at least one address (leave it out for /etc/resolv.conf)");
 }
 
+static const char *const accept_modes[] = { "reuseport", "shared", NULL };
+static const int accept_values[] = { CFG_ACCEPT_REUSEPORT, CFG_ACCEPT_SHARED };
+
 static const struct cfg_field global_fields[] = {
-	{ .name = "workers", .type = CT_INT, GL(workers), .min = 1, .max = 64, .read = check_workers, .flags = CF_FURTHER },
+	{ .name = "workers", .type = CT_CUSTOM, GL(workers), .min = 1, .max = CFG_WORKERS_MAX, .read = read_workers,
+	  .flags = CF_NUMERIC },
+	{ .name = "cpu_affinity", .type = CT_BOOL, GL(cpu_affinity) },
+	{ .name = "accept", .type = CT_ENUM, GL(accept), .choices = accept_modes, .values = accept_values },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
 	{ .name = "log", .type = CT_CUSTOM, .read = read_log },
 	{ .name = "admin", .type = CT_STRING, GL(admin) },

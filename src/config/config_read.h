@@ -62,6 +62,7 @@ enum cfg_type {
 
 #define CF_REQUIRED 0x1u        /* absent is an error */
 #define CF_FURTHER  0x2u        /* limits are necessary, not sufficient: checked further */
+#define CF_NUMERIC  0x4u        /* a CT_CUSTOM field that takes a number min..max (and more) */
 
 struct cfg_field;
 /* Reads field f of group g (at path) into the object at base. */

@@ -1,18 +1,26 @@
 /*
  * tether - one balancer instance (see daemon.h): builds the runtime from a
- * configuration, starts listeners, checks and control servers, and
- * sequences a reload and a drain across the layers.
+ * configuration, starts its workers, listeners, checks and control servers,
+ * and sequences a reload and a drain across the layers and the workers.
+ *
+ * Worker 0 runs on the caller's loop and thread, and does the control work
+ * (signals, checks, runtime API, metrics, reloads); workers 1..N-1 run on
+ * threads of their own (io/worker.c).  What must reach every worker is a
+ * function run on each of them (workers_call), which returns once all ran
+ * it: when a reload or a log reopen returns, every worker has it.
  *
  * Reload: read and check the file; build a generation (runtime); open its
- * new listeners and take over the running ones' sockets whose address did
- * not change, so no connection attempt is ever refused (listener); then
- * stop the old generation's checks and listeners, install the new one
- * (runtime: the old one is retired and lives on for its connections), and
- * start the new one's listeners and checks.  Any failure before the
- * install leaves the running generation untouched.
+ * new listeners (one per address and worker); then every worker takes over
+ * the sockets whose address did not change, so no connection attempt is
+ * ever refused, and stops the others (listener); then the old generation's
+ * checks stop and its remaining sockets close, the new one is installed
+ * (runtime: the old one is retired and lives on for its connections) and
+ * its checks start.  Any failure before the switch leaves the running
+ * generation untouched.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,33 +35,121 @@
 #include "proxy.h"
 #include "tether/err.h"
 
-static void server_down(void *arg, struct t_server *s)
+/* --- on_down = "close", on every worker --- */
+
+struct down {
+	struct t_backend *be;           /* its generation referenced while the message lives */
+	uint32_t id;
+};
+
+static void close_server(struct t_worker *w, void *arg)
+{
+	struct down *d = arg;
+
+	proxy_close_server(w, d->be, d->id);
+	gen_put(d->be->gen);
+	free(d);
+}
+
+static void server_down(void *arg, struct t_backend *be, uint32_t id)
 {
 	struct tether *t = arg;
 
-	proxy_close_server(&t->w, s);
+	for (unsigned i = 0; i < t->nw; i++) {
+		struct down *d = malloc(sizeof(*d));
+
+		if (!d)
+			continue;
+		d->be = be;
+		d->id = id;
+		gen_get(be->gen);
+		worker_post(&t->w[i], close_server, d);
+	}
 }
 
-/* Logs where and how global.log says. */
-static int open_log(struct tether *t, const struct cfg_global *gl, char **err)
+/* --- drain --- */
+
+static void stop_if_idle(struct t_worker *w0, void *arg)
 {
-	const struct log_target lt = { .where = gl->log, .format = (enum log_format)gl->log_format,
-	                               .syslog_socket = gl->log_syslog, .facility = gl->log_facility };
+	struct tether *t = arg;
 
-	return log_open_target(&t->log, &lt, err);
+	if (T_LOAD(&t->rt.active) == 0)
+		ev_break(t->loop, EVBREAK_ALL);
 }
 
-static bool same_log(const struct cfg_global *a, const struct cfg_global *b)
+/* A draining worker closed its last connection (on its own thread). */
+static void worker_idle(struct t_worker *w, void *arg)
 {
-	return strcmp(a->log, b->log) == 0 && a->log_format == b->log_format &&
-	       strcmp(a->log_syslog, b->log_syslog) == 0 && a->log_facility == b->log_facility;
+	struct tether *t = arg;
+
+	worker_post(&t->w[0], stop_if_idle, t);
 }
+
+static void drain_worker(struct t_worker *w, void *unused)
+{
+	w->draining = true;
+	listeners_stop(w, NULL);
+	ev_timer_stop(w->loop, &w->accept_timer);
+	if (T_LOAD(&w->active) == 0 && w->on_idle)
+		w->on_idle(w, w->on_idle_arg);
+}
+
+static void close_all(struct t_worker *w, void *unused)
+{
+	proxy_close_all(w, END_SHUTDOWN);
+}
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tether *t = container_of(w, struct tether, drain_timer);
+
+	log_printf(&t->log, "drain timeout: closing %u connections", T_LOAD(&t->rt.active));
+	workers_call(t->w, t->nw, close_all, NULL);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+void tether_drain(struct tether *t, const char *why)
+{
+	struct t_runtime *rt = &t->rt;
+
+	if (t->draining)
+		return;
+	t->draining = true;
+	log_printf(&t->log, "%s: stopped accepting; draining %u connections (up to %.1fs)", why,
+	           T_LOAD(&rt->active), rt->gen->cfg->global.drain_timeout_ms / 1000.0);
+	workers_call(t->w, t->nw, drain_worker, NULL);
+	listeners_close(rt->gen);
+	ctl_stop(&t->admin);
+	metrics_stop(&t->metrics);
+	resolver_stop(&t->res);
+	checks_stop(rt->gen);
+	if (T_LOAD(&rt->active) == 0) {
+		ev_break(t->loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_set(&t->drain_timer, rt->gen->cfg->global.drain_timeout_ms / 1000.0, 0.);
+	ev_timer_start(t->loop, &t->drain_timer);
+}
+
+/* --- reload --- */
 
 /* Builds a generation for cfg and opens its listeners; NULL with *err. */
 static struct t_gen *prepare(struct tether *t, struct tether_config *cfg, char **err)
 {
-	struct t_gen *g = rt_gen_new(&t->rt, cfg, err);
+	struct t_gen *g;
 
+	if (cfg_workers(cfg) != t->nw) {
+		tether_err(err, -EINVAL, "%s: global.workers: %u workers are running; a change needs a restart",
+		           cfg->path, t->nw);
+		cfg_free(cfg);
+		return NULL;
+	}
+	if (t->rt.gen && cfg->global.accept != t->rt.gen->cfg->global.accept) {
+		tether_err(err, -EINVAL, "%s: global.accept: a change needs a restart", cfg->path);
+		cfg_free(cfg);
+		return NULL;
+	}
+	g = rt_gen_new(&t->rt, cfg, err);
 	if (g && listeners_open(&t->rt, g, err) < 0) {
 		rt_gen_free(g);
 		return NULL;
@@ -66,14 +162,43 @@ static void go_live(struct tether *t, struct t_gen *g)
 {
 	struct t_gen *old = t->rt.gen;
 
+	workers_call(t->w, t->nw, listeners_switch, g);
 	if (old) {
 		checks_stop(old);
 		listeners_close(old);
 	}
 	rt_install(&t->rt, g);
-	t->w.accept_paused = false;
-	listeners_start(&t->w, g);
-	checks_start(&t->w, g);
+	checks_start(&t->w[0], g);
+}
+
+static void log_fd(struct t_worker *w, void *instance_log)
+{
+	if (w->log == &w->own_log)
+		log_follow(w->log, instance_log);
+}
+
+/* After the instance's log moved to a new file (or format): the workers
+ * follow, then the old file closes. */
+static void workers_follow_log(struct tether *t, int old_fd)
+{
+	workers_call(t->w, t->nw, log_fd, &t->log);
+	if (old_fd >= 0)
+		close(old_fd);
+}
+
+/* Logs where and how global.log says. */
+static int open_log(struct tether *t, const struct cfg_global *gl, int *old_fd, char **err)
+{
+	const struct log_target lt = { .where = gl->log, .format = (enum log_format)gl->log_format,
+	                               .syslog_socket = gl->log_syslog, .facility = gl->log_facility };
+
+	return log_open_target(&t->log, &lt, old_fd, err);
+}
+
+static bool same_log(const struct cfg_global *a, const struct cfg_global *b)
+{
+	return strcmp(a->log, b->log) == 0 && a->log_format == b->log_format &&
+	       strcmp(a->log_syslog, b->log_syslog) == 0 && a->log_facility == b->log_facility;
 }
 
 void tether_reload(struct tether *t)
@@ -82,6 +207,7 @@ void tether_reload(struct tether *t)
 	struct tether_config *cfg = NULL;
 	struct t_gen *g = NULL;
 	char *err = NULL;
+	int old_fd;
 
 	if (t->draining)
 		return;
@@ -97,53 +223,28 @@ void tether_reload(struct tether *t)
 		free(err);      /* prepare() owned cfg and freed it; cfg_load() sets none on failure */
 		return;
 	}
-	if (!same_log(&g->cfg->global, &rt->gen->cfg->global) && open_log(t, &g->cfg->global, &err) < 0) {
-		log_printf(&t->log, "reload: %s (keeping the previous log)", err);
-		free(err);
+	if (!same_log(&g->cfg->global, &rt->gen->cfg->global)) {
+		if (open_log(t, &g->cfg->global, &old_fd, &err) < 0) {
+			log_printf(&t->log, "reload: %s (keeping the previous log)", err);
+			free(err);
+		} else {
+			workers_follow_log(t, old_fd);
+		}
 	}
 	go_live(t, g);
 	resolver_update(&t->res, g);
 	rt->reloads_total++;
 	log_printf(&t->log, "reloaded %s: %d frontends, %d backends, %u connections carried over", rt->conf_path,
-	           g->nfe, g->cfg->nbackends, rt->active);
+	           g->nfe, g->cfg->nbackends, T_LOAD(&rt->active));
 	log_flush(&t->log);
 }
 
-static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct tether *t = container_of(w, struct tether, drain_timer);
-
-	log_printf(&t->log, "drain timeout: closing %u connections", t->rt.active);
-	proxy_close_all(&t->w, END_SHUTDOWN);
-	ev_break(loop, EVBREAK_ALL);
-}
-
-void tether_drain(struct tether *t, const char *why)
-{
-	struct t_runtime *rt = &t->rt;
-
-	if (t->draining)
-		return;
-	t->draining = t->w.draining = true;
-	log_printf(&t->log, "%s: stopped accepting; draining %u connections (up to %.1fs)", why, rt->active,
-	           rt->gen->cfg->global.drain_timeout_ms / 1000.0);
-	listeners_close(rt->gen);
-	ev_timer_stop(t->loop, &t->w.accept_timer);
-	ctl_stop(&t->admin);
-	metrics_stop(&t->metrics);
-	resolver_stop(&t->res);
-	checks_stop(rt->gen);
-	if (rt->active == 0) {
-		ev_break(t->loop, EVBREAK_ALL);
-		return;
-	}
-	ev_timer_set(&t->drain_timer, rt->gen->cfg->global.drain_timeout_ms / 1000.0, 0.);
-	ev_timer_start(t->loop, &t->drain_timer);
-}
+/* --- signals --- */
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct tether *t = w->data;
+	int old_fd;
 
 	switch (w->signum) {
 	case SIGTERM:
@@ -156,7 +257,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		tether_reload(t);
 		break;
 	case SIGUSR1:
-		log_reopen(&t->log);
+		log_reopen(&t->log, &old_fd);
+		workers_follow_log(t, old_fd);
 		log_printf(&t->log, "log reopened");
 		break;
 	}
@@ -180,49 +282,78 @@ static void signals(struct tether *t, bool start)
 	}
 }
 
+/* --- life --- */
+
+static int start_workers(struct tether *t, unsigned n, bool pin, char **err)
+{
+	int rc;
+
+	t->w = calloc(n, sizeof(*t->w));
+	if (!t->w)
+		return tether_err(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < n; i++) {
+		rc = worker_init(&t->w[i], i, i == 0 ? t->loop : NULL, &t->rt, &t->log, err);
+		if (rc < 0)
+			return rc;
+		t->nw = i + 1;
+		t->w[i].on_idle = worker_idle;
+		t->w[i].on_idle_arg = t;
+		t->w[i].peers = t->w;
+		t->w[i].npeers = n;
+	}
+	for (unsigned i = 1; i < n; i++)
+		if ((rc = worker_start_thread(&t->w[i], pin, err)) < 0)
+			return rc;
+	return 0;
+}
+
 int tether_start(struct tether *t, struct tether_config *cfg, const char *path, unsigned flags, char **err)
 {
 	const struct cfg_global *gl = &cfg->global;
+	unsigned nw = cfg_workers(cfg);
 	struct t_gen *g;
 	int rc;
 
 	memset(t, 0, sizeof(*t));
 	t->flags = flags;
 	t->admin.fd = t->metrics.cs.fd = -1;
-	log_init(&t->log);
+	log_init(&t->log, true);
 	t->loop = (flags & TETHER_SIGNALS) ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
 	if (!t->loop) {
 		cfg_free(cfg);
 		return tether_err(err, -ENOMEM, "cannot initialise the event loop");
 	}
-	rt_init(&t->rt, &t->log, path, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t);
+	/* before any listener opens: a signal that finds no handler would
+	 * kill the process (SIGHUP's default); they are played once the loop runs */
+	if (flags & TETHER_SIGNALS) {
+		signal(SIGPIPE, SIG_IGN);
+		signals(t, true);
+	}
+	rt_init(&t->rt, &t->log, path, nw, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t);
 	t->rt.hooks = (struct rt_hooks){ .server_down = server_down, .arg = t };
 	rc = lb_registry_check(err);
-	if (rc < 0 || (rc = open_log(t, gl, err)) < 0 || (rc = worker_init(&t->w, t->loop, &t->rt, err)) < 0) {
+	if (rc < 0 || (rc = open_log(t, gl, NULL, err)) < 0 ||
+	    (rc = start_workers(t, nw, gl->cpu_affinity, err)) < 0) {
 		cfg_free(cfg);
 		return rc;
 	}
 	ev_init(&t->drain_timer, drain_timer_cb);
-	if (flags & TETHER_SIGNALS)
-		signal(SIGPIPE, SIG_IGN);
 	g = prepare(t, cfg, err);
 	if (!g)
 		return -EINVAL;
 	go_live(t, g);
 	gl = &g->cfg->global;
-	if ((rc = resolver_start(&t->res, &t->w, g, err)) < 0)
+	if ((rc = resolver_start(&t->res, &t->w[0], g, err)) < 0)
 		return rc;
 	t->metrics.res = &t->res;
-	if (gl->admin[0] && (rc = admin_start(&t->admin, &t->w, gl->admin, err)) < 0)
+	if (gl->admin[0] && (rc = admin_start(&t->admin, &t->w[0], gl->admin, err)) < 0)
 		return rc;
-	if (gl->metrics.len && (rc = metrics_start(&t->metrics, &t->w, &gl->metrics, err)) < 0)
+	if (gl->metrics.len && (rc = metrics_start(&t->metrics, &t->w[0], &gl->metrics, err)) < 0)
 		return rc;
-	if (flags & TETHER_SIGNALS)
-		signals(t, true);
 	log_start_timer(&t->log, t->loop);
 	t->rt.started = ev_time();
-	log_printf(&t->log, "tether %s started: %s, %d frontends, %d backends", TETHER_VERSION, path, g->nfe,
-	           g->cfg->nbackends);
+	log_printf(&t->log, "tether %s started: %s, %d frontends, %d backends, %u worker%s", TETHER_VERSION, path,
+	           g->nfe, g->cfg->nbackends, nw, nw == 1 ? "" : "s");
 	log_flush(&t->log);
 	return 0;
 }
@@ -238,7 +369,13 @@ void tether_free(struct tether *t)
 {
 	if (!t->loop)
 		return;
-	t->draining = t->w.draining = true;     /* a closing connection resumes nothing */
+	for (unsigned i = 1; i < t->nw; i++)
+		worker_stop_thread(&t->w[i]);   /* from here on, one thread does everything */
+	t->draining = true;
+	for (unsigned i = 0; i < t->nw; i++) {
+		t->w[i].draining = true;        /* a closing connection resumes nothing */
+		listeners_stop(&t->w[i], NULL);
+	}
 	if (t->rt.gen) {
 		checks_stop(t->rt.gen);
 		listeners_close(t->rt.gen);
@@ -246,7 +383,10 @@ void tether_free(struct tether *t)
 	ctl_stop(&t->admin);
 	metrics_stop(&t->metrics);
 	resolver_stop(&t->res);
-	worker_fini(&t->w);             /* closes and frees every connection */
+	for (unsigned i = t->nw; i-- > 0;)
+		worker_fini(&t->w[i]);          /* closes and frees every connection */
+	free(t->w);
+	t->w = NULL;
 	if (t->flags & TETHER_SIGNALS)
 		signals(t, false);
 	ev_timer_stop(t->loop, &t->drain_timer);

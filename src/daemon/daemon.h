@@ -26,10 +26,11 @@ struct tether {
 	unsigned flags;
 	struct t_log log;
 	struct t_runtime rt;
-	struct t_worker w;
+	struct t_worker *w;             /* nw of them; w[0] runs on `loop` */
+	unsigned nw;
 	struct ctl_server admin;
 	struct t_metrics metrics;
-	struct t_resolver res;          /* DNS service discovery */
+	struct t_resolver res;          /* DNS service discovery (on worker 0) */
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_timer drain_timer;
 	bool draining;

@@ -30,12 +30,25 @@ VALGRIND = os.environ.get("TETHER_VALGRIND") == "1"
 def _sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"__asan_init" in f.read()
+            data = f.read()
+            return b"__asan_init" in data or b"__tsan_init" in data
     except OSError:
         return False
 
 
-SANITIZED = _sanitized(TETHER)      # built with -Db_sanitize=address: RSS is not meaningful
+SANITIZED = _sanitized(TETHER)      # built with a sanitizer: RSS is not meaningful
+# TETHER_TEST_WORKERS=N runs every test's tether with global.workers = N
+# (the test command runs the suite again with 2 workers under ThreadSanitizer).
+WORKERS = os.environ.get("TETHER_TEST_WORKERS")
+
+
+def with_workers(text):
+    """The configuration text with global.workers = WORKERS, unless it sets workers."""
+    if not WORKERS or "workers" in text:
+        return text
+    if "global = {" in text:
+        return text.replace("global = {", "global = { workers = %s;" % WORKERS, 1)
+    return "global = { workers = %s; };\n" % WORKERS + text
 
 
 def raise_nofile():
@@ -256,18 +269,27 @@ class Tether:
     def write(self, text):
         """Writes the config; @DIR@ stands for this instance's directory."""
         with open(self.path, "w") as f:
-            f.write(text.replace("@DIR@", self.dir))
+            f.write(with_workers(text.replace("@DIR@", self.dir)))
 
     def wait_port(self, port, timeout=20):
+        """Waits until tether is serving: its "started" line, written once
+        every listener accepts (no probe connection, which would take a
+        balancing turn - and, with several workers, at a moment of its own).
+        Falls back to a probe when the log goes elsewhere than stderr."""
         end = time.time() + timeout
+        probe_after = time.time() + 3
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise AssertionError("tether exited: " + self.logtext())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            if " started: " in self.logtext():
                 return
-            except OSError:
-                time.sleep(0.05)
+            if time.time() > probe_after:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.02)
         raise AssertionError("tether did not listen on %d: %s" % (port, self.logtext()))
 
     def logtext(self):

@@ -41,8 +41,10 @@ def test_log_off():
 @valgrind
 def test_log_json_has_the_text_fields():
     a = Backend("a")
-    tt = Tether(*conf([("a", a.addr)], log='{ target = "@DIR@/t.log"; }'))
-    tj = Tether(*conf([("a", a.addr)], log='{ target = "@DIR@/t.log"; format = "json"; }'))
+    # two workers: each writes its own lines, in the instance's format, and follows a reload's
+    tt = Tether(*conf([("a", a.addr)], log='{ target = "@DIR@/t.log"; }', global_extra="workers = 2;"))
+    tj = Tether(*conf([("a", a.addr)], log='{ target = "@DIR@/t.log"; format = "json"; }',
+                      global_extra="workers = 2;"))
     for t in (tt, tj):
         for src in ("127.0.0.7", "127.0.0.8"):
             assert banner(t.port, src) == "a"
@@ -67,11 +69,16 @@ def test_log_json_has_the_text_fields():
         assert float(tl["connect_ms"]) >= 0 and jo["connect_ms"] >= 0
         assert tl["end"].startswith("client-") and jo["end"].startswith("client-"), (tl, jo)
     # a reload switches the format of the running instance
-    tt.write(conf([("a", a.addr)], port=tt.port, log='{ target = "@DIR@/t.log"; format = "json"; }')[0])
+    tt.write(conf([("a", a.addr)], port=tt.port, log='{ target = "@DIR@/t.log"; format = "json"; }',
+                  global_extra="workers = 2;")[0])
     tt.signal(signal.SIGHUP)
     assert wait_for(lambda: '"msg":"reloaded' in read_file(tpath), 5), read_file(tpath)[-1000:]
-    assert banner(tt.port, "127.0.0.9") == "a"
-    assert wait_for(lambda: '"client":"127.0.0.9:' in read_file(tpath), 5), read_file(tpath)[-1000:]
+    for i in range(20, 30):     # connections land on both workers
+        assert banner(tt.port, f"127.0.0.{i}") == "a"
+    assert wait_for(lambda: all(f'"client":"127.0.0.{i}:' in read_file(tpath) for i in range(20, 30)), 5), \
+        read_file(tpath)[-2000:]
+    assert not re.search(r"^\S+Z 127\.0\.0\.2\d:", read_file(tpath), re.M), "a worker still writes text"
+    assert json.loads(read_file(tpath).splitlines()[-1])
     tt.stop()
     tj.stop()
 

@@ -30,15 +30,17 @@
 static void show_backend(struct t_backend *be, struct sbuf *out)
 {
 	sb_printf(out, "# backend %s (%s)\n", be->cfg.name, be->pool.algo->name);
+	rt_backend_lock(be);
 	for (int i = 0; i < be->pool.nservers; i++) {
 		struct t_server *s = be->pool.servers[i]->data;
 
 		if (s->deleted)
 			continue;
 		sb_printf(out, "%s %s %s %u %u %llu %llu%s\n", s->lb.name, s->addr.text, rt_server_state(s), s->lb.weight,
-		          s->lb.active, (unsigned long long)s->connections_total,
-		          (unsigned long long)s->connect_failures_total, s->lb.backup ? " backup" : "");
+		          s->lb.active, (unsigned long long)T_LOAD(&s->connections_total),
+		          (unsigned long long)T_LOAD(&s->connect_failures_total), s->lb.backup ? " backup" : "");
 	}
+	rt_backend_unlock(be);
 }
 
 /* Each command returns NULL (OK) or the reason of an ERR, which may be the
@@ -64,13 +66,17 @@ static const char *cmd_show(struct t_worker *w, char **argv, int argc, struct sb
 		uint64_t total = 0;
 
 		for (int i = 0; i < rt->gen->nfe; i++)
-			total += rt->gen->fe[i]->connections_total;
+			total += T_LOAD(&rt->gen->fe[i]->connections_total);
 		sb_printf(out, "version %s\npid %d\nuptime_seconds %.0f\nconfig %s\nactive_connections %u\n"
 		          "connections_total %llu\nmaxconn %u\nreloads %llu\nreload_failures %llu\n"
 		          "generations %u\n",
-		          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->conf_path, rt->active,
+		          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->conf_path, T_LOAD(&rt->active),
 		          (unsigned long long)total, rt->gen->cfg->global.maxconn, (unsigned long long)rt->reloads_total,
 		          (unsigned long long)rt->reload_failures_total, rt_generations(rt));
+		sb_printf(out, "workers %u\n", w->npeers);
+		for (unsigned i = 0; i < w->npeers; i++)
+			sb_printf(out, "worker %u active_connections %u connections_total %llu\n", i,
+			          T_LOAD(&w->peers[i].active), (unsigned long long)T_LOAD(&w->peers[i].accepted));
 		return NULL;
 	}
 	return "usage: show servers [BACKEND] | show info";

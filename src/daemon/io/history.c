@@ -30,18 +30,22 @@ static void sums(const struct t_worker *w, uint64_t *conn, uint64_t *fail, bool 
 
 	*conn = *fail = 0;
 	for (int i = 0; i < g->nfe; i++) {
-		*conn += g->fe[i]->connections_total;
-		*fail += g->fe[i]->proxy_errors_total;
-		rate_sample(&g->fe[i]->rate, g->fe[i]->connections_total, rates);
+		uint64_t total = T_LOAD(&g->fe[i]->connections_total);
+
+		*conn += total;
+		*fail += T_LOAD(&g->fe[i]->proxy_errors_total);
+		rate_sample(&g->fe[i]->rate, total, rates);
 	}
-	for (const struct t_backend *be = g->backends; be; be = be->next) {
-		*fail += be->no_server_total;
+	for (struct t_backend *be = g->backends; be; be = be->next) {
+		*fail += T_LOAD(&be->no_server_total);
+		rt_backend_lock(be);            /* the pool's list of servers */
 		for (int i = 0; i < be->pool.nservers; i++) {
 			struct t_server *s = be->pool.servers[i]->data;
 
-			*fail += s->connect_failures_total;
-			rate_sample(&s->rate, s->connections_total, rates);
+			*fail += T_LOAD(&s->connect_failures_total);
+			rate_sample(&s->rate, T_LOAD(&s->connections_total), rates);
 		}
+		rt_backend_unlock(be);
 	}
 }
 
@@ -53,7 +57,7 @@ static void sample_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	sums(h->w, &conn, &fail, true);
 	h->conn[h->head] = delta(conn, h->last_conn);
 	h->fail[h->head] = delta(fail, h->last_fail);
-	h->active[h->head] = h->w->rt->active;
+	h->active[h->head] = T_LOAD(&h->w->rt->active);
 	h->last_conn = conn;
 	h->last_fail = fail;
 	h->head = (h->head + 1) % HISTORY_LEN;

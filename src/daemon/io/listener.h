@@ -13,17 +13,23 @@
 #include "runtime.h"
 #include "worker.h"
 
-/* Opens g's listeners whose address no running listener has, then - only
- * once all of them opened - takes over the running ones' sockets (a reload
- * refuses no connection attempt).  0, or a negative errno with *err and
- * nothing running touched. */
+/* Opens g's listeners - one per address and worker - whose address has no
+ * running listener; the running ones' sockets are taken over later, by each
+ * worker in listeners_switch (a reload refuses no connection attempt).  0,
+ * or a negative errno with *err and nothing running touched (rt_gen_free
+ * closes what was opened).  Control thread. */
 int listeners_open(struct t_runtime *rt, struct t_gen *g, char **err);
-/* Starts accepting on g's listeners, for worker w. */
-void listeners_start(struct t_worker *w, struct t_gen *g);
-/* Stops and closes the listeners g still holds (retirement, drain). */
+/* On worker w (a worker_fn: run it there): takes over the sockets of its
+ * listeners in w->gen whose address stays, stops the others, and accepts
+ * on the listeners of generation `gen` from now on. */
+void listeners_switch(struct t_worker *w, void *gen);
+/* On worker w (a worker_fn): stops accepting (drain). */
+void listeners_stop(struct t_worker *w, void *unused);
+/* Closes the sockets g still holds; every worker has stopped watching them
+ * (listeners_switch or listeners_stop ran everywhere). */
 void listeners_close(struct t_gen *g);
-/* Stops accepting on the running generation, for `seconds` (0: until a
- * connection closes, which calls listener_resume). */
+/* Stops accepting on w, for `seconds` (0: until one of its connections
+ * closes, or shortly when it has none). */
 void listener_pause(struct t_worker *w, double seconds);
 void listener_resume(struct t_worker *w);
 

@@ -46,23 +46,23 @@ struct metric {
 	uint64_t (*srv)(const struct t_server *s);
 };
 
-static double g_active(const struct t_worker *w) { return w->rt->active; }
+static double g_active(const struct t_worker *w) { return T_LOAD(&w->rt->active); }
 static double g_reloads(const struct t_worker *w) { return (double)w->rt->reloads_total; }
 static double g_reload_fail(const struct t_worker *w) { return (double)w->rt->reload_failures_total; }
 static double g_uptime(const struct t_worker *w) { return ev_now(w->loop) - w->rt->started; }
 static double g_maxconn(const struct t_worker *w) { return w->rt->gen->cfg->global.maxconn; }
-static uint64_t f_total(const struct t_frontend *f) { return f->connections_total; }
-static uint64_t f_active(const struct t_frontend *f) { return f->active; }
-static uint64_t f_proxy_err(const struct t_frontend *f) { return f->proxy_errors_total; }
-static uint64_t b_retries(const struct t_backend *b) { return b->retries_total; }
-static uint64_t b_noserver(const struct t_backend *b) { return b->no_server_total; }
+static uint64_t f_total(const struct t_frontend *f) { return T_LOAD(&f->connections_total); }
+static uint64_t f_active(const struct t_frontend *f) { return T_LOAD(&f->active); }
+static uint64_t f_proxy_err(const struct t_frontend *f) { return T_LOAD(&f->proxy_errors_total); }
+static uint64_t b_retries(const struct t_backend *b) { return T_LOAD(&b->retries_total); }
+static uint64_t b_noserver(const struct t_backend *b) { return T_LOAD(&b->no_server_total); }
 static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
 static uint64_t s_weight(const struct t_server *s) { return s->lb.weight; }
 static uint64_t s_active(const struct t_server *s) { return s->lb.active; }
-static uint64_t s_total(const struct t_server *s) { return s->connections_total; }
-static uint64_t s_fail(const struct t_server *s) { return s->connect_failures_total; }
-static uint64_t s_in(const struct t_server *s) { return s->bytes_in_total; }
-static uint64_t s_out(const struct t_server *s) { return s->bytes_out_total; }
+static uint64_t s_total(const struct t_server *s) { return T_LOAD(&s->connections_total); }
+static uint64_t s_fail(const struct t_server *s) { return T_LOAD(&s->connect_failures_total); }
+static uint64_t s_in(const struct t_server *s) { return T_LOAD(&s->bytes_in_total); }
+static uint64_t s_out(const struct t_server *s) { return T_LOAD(&s->bytes_out_total); }
 static uint64_t s_trans(const struct t_server *s) { return s->lb.hc.transitions; }
 static uint64_t s_hits(const struct t_server *s) { return s->lb.cnt.affinity_hits; }
 static uint64_t s_misses(const struct t_server *s) { return s->lb.cnt.affinity_misses; }
@@ -131,8 +131,9 @@ static void prometheus(struct t_metrics *ms, struct sbuf *o)
 				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
 				          (unsigned long long)mt->be(be));
 			break;
-		case SC_SERVER:
+		case SC_SERVER:     /* servers' lb state under their backend's lock (workers change it) */
 			for (struct t_backend *be = g->backends; be; be = be->next) {
+				rt_backend_lock(be);
 				for (int i = 0; i < be->pool.nservers; i++) {
 					struct t_server *s = be->pool.servers[i]->data;
 
@@ -142,6 +143,7 @@ static void prometheus(struct t_metrics *ms, struct sbuf *o)
 					          esc(be->cfg.name, a, sizeof(a)), esc(s->lb.name, b, sizeof(b)),
 					          (unsigned long long)mt->srv(s));
 				}
+				rt_backend_unlock(be);
 			}
 			break;
 		}
@@ -156,19 +158,24 @@ static void prometheus(struct t_metrics *ms, struct sbuf *o)
 static void json(struct t_metrics *mt, struct sbuf *o)
 {
 	struct t_worker *w = mt->hist.w;
-	const struct t_runtime *rt = w->rt;
+	struct t_runtime *rt = w->rt;
 	const struct t_gen *g = rt->gen;
 
 	sb_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"active_connections\":%u,"
-	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"generations\":%u,\"frontends\":[",
-	          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->active,
+	          "\"reloads_total\":%llu,\"reload_failures_total\":%llu,\"generations\":%u,\"workers\":[",
+	          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, T_LOAD(&rt->active),
 	          (unsigned long long)rt->reloads_total, (unsigned long long)rt->reload_failures_total,
 	          rt_generations(rt));
+	for (unsigned i = 0; i < w->npeers; i++)
+		sb_printf(o, "%s{\"id\":%u,\"active_connections\":%u,\"connections_total\":%llu}", i ? "," : "", i,
+		          T_LOAD(&w->peers[i].active), (unsigned long long)T_LOAD(&w->peers[i].accepted));
+	sb_printf(o, "],\"frontends\":[");
 	for (int i = 0; i < g->nfe; i++)
 		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u,"
 		          "\"proxy_errors_total\":%llu,\"connections_per_second\":%u}", i ? "," : "", g->fe[i]->cfg.name,
-		          g->fe[i]->be->cfg.name, (unsigned long long)g->fe[i]->connections_total, g->fe[i]->active,
-		          (unsigned long long)g->fe[i]->proxy_errors_total, g->fe[i]->rate.last);
+		          g->fe[i]->be->cfg.name, (unsigned long long)T_LOAD(&g->fe[i]->connections_total),
+		          T_LOAD(&g->fe[i]->active), (unsigned long long)T_LOAD(&g->fe[i]->proxy_errors_total),
+		          g->fe[i]->rate.last);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;
@@ -178,8 +185,9 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 
 			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
 			          "\"servers\":[", first ? "" : ",", be->cfg.name, be->pool.algo->name,
-			          (unsigned long long)be->retries_total, (unsigned long long)be->no_server_total);
+			          (unsigned long long)T_LOAD(&be->retries_total), (unsigned long long)T_LOAD(&be->no_server_total));
 			first = false;
+			rt_backend_lock(be);
 			for (int i = 0; i < be->pool.nservers; i++) {
 				struct t_server *s = be->pool.servers[i]->data;
 
@@ -196,12 +204,11 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 						          (unsigned long long)metrics[m].srv(s));
 				sb_printf(o, "}");
 			}
+			rt_backend_unlock(be);
 			sb_printf(o, "]}");
 		}
 	}
-	/* one worker today (global.workers = 1): its connections are the instance's */
-	sb_printf(o, "],\"workers\":[{\"id\":0,\"active_connections\":%u,\"accepting\":%s}],", rt->active,
-	          w->accept_paused || w->draining ? "false" : "true");
+	sb_printf(o, "],");
 	if (mt->res) {
 		resolver_json(mt->res, o);
 		sb_printf(o, ",");

@@ -71,3 +71,15 @@ int poller_arm(struct poller *p, int fd, struct poll_item *it, bool added)
 
 	return epoll_ctl(p->epfd, added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
+
+int poller_add_listener(struct poller *p, int fd, struct poll_item *it, bool exclusive)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0), .data.ptr = it };
+
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int poller_remove(struct poller *p, int fd)
+{
+	return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}

@@ -21,14 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct poll_item;
-/* Called with the epoll events (EPOLLIN, EPOLLOUT, EPOLLRDHUP, ...). */
-typedef void (*poll_fn)(struct poll_item *it, uint32_t events);
-
-/* Embedded in whatever owns a socket; recovered with container_of. */
-struct poll_item {
-	poll_fn fn;
-};
+#include "defs.h"              /* struct poll_item */
 
 typedef void (*poll_after_fn)(void *arg);
 
@@ -47,5 +40,10 @@ void poller_fini(struct poller *p);
 /* Adds fd (first call, `added` false) or queues it again so that the
  * kernel reports it once more if it is ready.  0 or a negative errno. */
 int poller_arm(struct poller *p, int fd, struct poll_item *it, bool added);
+/* A listening socket: level-triggered readable; `exclusive` (EPOLLEXCLUSIVE)
+ * when the same socket is in several workers' sets, so that a connection
+ * wakes one of them.  poller_remove takes it out (a pause).  0 or -errno. */
+int poller_add_listener(struct poller *p, int fd, struct poll_item *it, bool exclusive);
+int poller_remove(struct poller *p, int fd);
 
 #endif

@@ -120,11 +120,12 @@ void conn_close(struct conn *cn, enum t_end why, bool reset)
 		cn->next->prev = cn->prev;
 	cn->next = w->dead;
 	w->dead = cn;
-	cn->fe->active--;
-	rt->active--;
+	T_SUB(&cn->fe->active, 1);
+	T_SUB(&rt->active, 1);
+	T_SUB(&w->active, 1);
 	if (w->draining) {
-		if (rt->active == 0)
-			ev_break(w->loop, EVBREAK_ALL);
+		if (T_LOAD(&w->active) == 0 && w->on_idle)
+			w->on_idle(w, w->on_idle_arg);
 	} else if (w->accept_paused && !ev_is_active(&w->accept_timer)) {
 		listener_resume(w);
 	}
@@ -152,7 +153,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	switch (cn->state) {
 	case ST_PROXY:
 		if (now - cn->start >= cn->fe->cfg.proxy_timeout_ms / 1000.0) {
-			cn->fe->proxy_errors_total++;
+			T_ADD(&cn->fe->proxy_errors_total, 1);
 			conn_close(cn, END_PROXY_TIMEOUT, false);
 			return;
 		}
@@ -248,19 +249,18 @@ void connect_start(struct conn *cn)
 	struct t_worker *w = cn->w;
 	struct t_backend *be = cn->be;
 	struct t_server *s;
-	int idx, fd;
+	int fd;
 
-	idx = lb_attempt(&be->pool, &cn->key, now_ms(w->loop), &w->rt->rng);
-	if (idx < 0) {
+	s = rt_attempt(be, &cn->key, now_ms(w->loop), &w->rng);
+	if (!s) {
 		if (cn->key.ntried == 0)
-			be->no_server_total++;
+			T_ADD(&be->no_server_total, 1);
 		conn_close(cn, cn->key.ntried == 0 ? END_NO_SERVER : END_CONNECT_FAILED, false);
 		return;
 	}
 	if (cn->key.ntried > 1)
-		be->retries_total++;
-	s = be->pool.servers[idx]->data;
-	s->connections_total++;
+		T_ADD(&be->retries_total, 1);
+	T_ADD(&s->connections_total, 1);
 	cn->srv = s;
 	cn->state = ST_CONNECTING;
 	cn->connect_start = ev_now(w->loop);
@@ -338,9 +338,11 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 	if (w->conns)
 		w->conns->prev = cn;
 	w->conns = cn;
-	fe->active++;
-	fe->connections_total++;
-	w->rt->active++;
+	T_ADD(&fe->active, 1);
+	T_ADD(&fe->connections_total, 1);
+	T_ADD(&w->rt->active, 1);
+	T_ADD(&w->active, 1);
+	T_ADD(&w->accepted, 1);
 	if (fe->cfg.accept_proxy) {
 		cn->state = ST_PROXY;
 		if (io_start(cn, &cn->c, IO_R))
@@ -376,13 +378,13 @@ void proxy_close_all(struct t_worker *w, enum t_end why)
 		conn_close(w->conns, why, false);
 }
 
-void proxy_close_server(struct t_worker *w, struct t_server *s)
+void proxy_close_server(struct t_worker *w, const struct t_backend *be, uint32_t id)
 {
 	struct conn *cn = w->conns, *next;
 
 	for (; cn; cn = next) {
 		next = cn->next;
-		if (cn->srv == s && cn->state == ST_RELAY)
+		if (cn->be == be && cn->srv && cn->srv->lb.id == id && cn->state == ST_RELAY)
 			conn_close(cn, END_SERVER_DOWN, true);
 	}
 }

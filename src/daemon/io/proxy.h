@@ -30,8 +30,8 @@ const char *t_end_name(enum t_end e);
 void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struct sockaddr_storage *ss);
 /* Closes every connection (shutdown deadline, exit). */
 void proxy_close_all(struct t_worker *w, enum t_end why);
-/* Closes the established connections to s (on_down = "close"). */
-void proxy_close_server(struct t_worker *w, struct t_server *s);
+/* Closes w's established connections to server `id` of be (on_down = "close"). */
+void proxy_close_server(struct t_worker *w, const struct t_backend *be, uint32_t id);
 /* Frees the connections closed since the last call (the poller's `after`). */
 void proxy_reap(void *worker);
 

@@ -86,7 +86,7 @@ bool head_forward(struct conn *cn)
 	}
 	cn->key.cookie = NULL;          /* it pointed into head */
 	cn->bytes_in += cn->head_len;
-	cn->srv->bytes_in_total += cn->head_len;
+	T_ADD(&cn->srv->bytes_in_total, cn->head_len);
 	if (cn->head_len && !send_to(cn, &cn->s, cn->head, cn->head_len))
 		return false;
 	free(cn->head);

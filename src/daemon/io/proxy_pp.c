@@ -27,7 +27,7 @@
 
 static void proxy_error(struct conn *cn)
 {
-	cn->fe->proxy_errors_total++;
+	T_ADD(&cn->fe->proxy_errors_total, 1);
 	conn_close(cn, END_PROXY_INVALID, false);
 }
 

@@ -164,10 +164,10 @@ static bool forward(struct conn *cn, struct side *from, struct side *to, const c
 	from->last = ev_now(cn->w->loop);
 	if (from->client) {
 		cn->bytes_in += n;
-		cn->srv->bytes_in_total += n;
+		T_ADD(&cn->srv->bytes_in_total, n);
 	} else {
 		cn->bytes_out += n;
-		cn->srv->bytes_out_total += n;
+		T_ADD(&cn->srv->bytes_out_total, n);
 		if (cn->injecting)
 			return send_injecting(cn, buf, n);
 	}

@@ -149,17 +149,36 @@ static struct t_backend *backend_of(const struct t_dns_entry *e)
 	return rt_backend_find(e->r->w->rt, e->backend);
 }
 
+/* The live (not deleted) server `name` of e's backend, or NULL. */
+static struct t_server *server_of(const struct t_dns_entry *e, const char *name)
+{
+	return rt_server_lookup(e->r->w->rt, e->backend, name, NULL);
+}
+
+/* A server's lb state is its backend's lock's (the workers change it). */
+static enum lb_admin admin_of(struct t_server *s, unsigned *active)
+{
+	enum lb_admin a;
+
+	rt_backend_lock(s->be);
+	a = s->lb.admin;
+	if (active)
+		*active = s->lb.active;
+	rt_backend_unlock(s->be);
+	return a;
+}
+
 /* Deletes the retiring servers that have no connection left. */
 static void reap(struct t_dns_entry *e)
 {
 	struct t_runtime *rt = e->r->w->rt;
-	struct t_backend *be = backend_of(e);
 
 	for (int i = 0; i < e->retiring.n;) {
-		struct t_server *s = be ? rt_server_find(be, e->retiring.v[i].name) : NULL;
+		struct t_server *s = server_of(e, e->retiring.v[i].name);
+		unsigned active = 0;
 		char *err = NULL;
 
-		if (s && s->lb.active > 0) {
+		if (s && (admin_of(s, &active), active > 0)) {
 			i++;
 			continue;
 		}
@@ -183,21 +202,23 @@ static void apply(struct t_dns_entry *e, struct dns_set *next)
 		return;
 	for (int i = 0; i < next->n; i++) {
 		const struct dns_found *f = &next->v[i];
-		struct t_server *s = rt_server_find(be, f->name);
+		struct t_server *s = server_of(e, f->name);
 		char *err = NULL;
 
 		for (int k = 0; k < e->retiring.n; k++)
 			if (strcmp(e->retiring.v[k].name, f->name) == 0) {
 				set_remove(&e->retiring, k);    /* back in the answer: back in service */
-				if (s && s->lb.admin == LB_ADMIN_DRAIN)
+				if (s && admin_of(s, NULL) == LB_ADMIN_DRAIN)
 					rt_server_set_admin(rt, s, LB_ADMIN_READY);
 				break;
 			}
 		if (s)
 			continue;
 		if (rt_server_add(rt, e->backend, f->name, f->addr, e->cfg.weight, &s, &err) == 0) {
+			rt_backend_lock(s->be);
 			s->lb.maxconn = e->cfg.maxconn;
 			s->lb.backup = e->cfg.backup;
+			rt_backend_unlock(s->be);
 			check_start(e->r->w, s);
 		} else {
 			log_printf(rt->log, "dns: %s/%s: cannot add %s %s: %s", e->backend, e->cfg.name, f->name, f->addr,
@@ -211,10 +232,10 @@ static void apply(struct t_dns_entry *e, struct dns_set *next)
 
 		if (set_has(next, f->name) || set_has(&e->retiring, f->name))
 			continue;
-		s = rt_server_find(be, f->name);
+		s = server_of(e, f->name);
 		if (!s)
 			continue;       /* deleted by an operator */
-		if (s->lb.admin == LB_ADMIN_READY)
+		if (admin_of(s, NULL) == LB_ADMIN_READY)
 			rt_server_set_admin(rt, s, LB_ADMIN_DRAIN);
 		set_add(&e->retiring, f);
 	}

@@ -21,16 +21,42 @@
 #define SYSLOG_BATCH 64         /* datagrams per sendmmsg */
 #define SYSLOG_INFO 6           /* severity of every line */
 
-void log_init(struct t_log *lg)
+void log_init(struct t_log *lg, bool shared)
 {
 	lg->kind = LOG_FD;
 	lg->format = LOG_TEXT;
 	lg->fd = 2;
+	lg->owns_fd = true;
+	lg->shared = shared;
+	if (shared)
+		pthread_mutex_init(&lg->lock, NULL);
 	lg->path[0] = '\0';
 	lg->facility = 3;
 	lg->pid = (int)getpid();
 	lg->len = 0;
 	lg->loop = NULL;
+}
+
+void log_attach(struct t_log *lg, const struct t_log *to)
+{
+	log_init(lg, false);
+	lg->kind = to->kind;
+	lg->format = to->format;
+	lg->facility = to->facility;
+	lg->fd = to->fd;
+	lg->owns_fd = false;
+}
+
+static void lock(struct t_log *lg)
+{
+	if (lg->shared)
+		pthread_mutex_lock(&lg->lock);
+}
+
+static void unlock(struct t_log *lg)
+{
+	if (lg->shared)
+		pthread_mutex_unlock(&lg->lock);
 }
 
 static int open_path(const char *path, char **err)
@@ -62,12 +88,35 @@ static int open_syslog(const char *path, char **err)
 	return fd;
 }
 
-int log_open_target(struct t_log *lg, const struct log_target *t, char **err)
+static void flush_locked(struct t_log *lg);
+
+/* Moves lg to fd (owned; -1 for "off"); the previous one is closed or handed over. */
+static void swap_fd(struct t_log *lg, enum log_kind kind, int fd, const char *path, int *old_fd)
+{
+	int old;
+
+	lock(lg);
+	flush_locked(lg);
+	old = lg->fd > 2 && lg->owns_fd ? lg->fd : -1;
+	lg->kind = kind;
+	lg->fd = fd;
+	lg->owns_fd = true;
+	snprintf(lg->path, sizeof(lg->path), "%s", path);
+	unlock(lg);
+	if (old_fd)
+		*old_fd = old;
+	else if (old >= 0)
+		close(old);
+}
+
+int log_open_target(struct t_log *lg, const struct log_target *t, int *old_fd, char **err)
 {
 	enum log_kind kind = LOG_FD;
 	const char *path = "";
 	int fd = 2;
 
+	if (old_fd)
+		*old_fd = -1;
 	if (strcmp(t->where, "off") == 0) {
 		kind = LOG_OFF;
 		fd = -1;
@@ -81,36 +130,34 @@ int log_open_target(struct t_log *lg, const struct log_target *t, char **err)
 	}
 	if (kind != LOG_OFF && fd < 0)
 		return fd;
-	log_flush(lg);
-	if (lg->fd > 2)
-		close(lg->fd);
-	lg->kind = kind;
+	lock(lg);
 	lg->format = t->format;
 	lg->facility = t->facility;
-	lg->fd = fd;
-	snprintf(lg->path, sizeof(lg->path), "%s", path);
+	unlock(lg);
+	swap_fd(lg, kind, fd, path, old_fd);
 	return 0;
 }
 
-int log_open(struct t_log *lg, const char *where, char **err)
+int log_open(struct t_log *lg, const char *where, int *old_fd, char **err)
 {
 	const struct log_target t = { .where = where, .format = LOG_TEXT, .syslog_socket = "/dev/log", .facility = 3 };
 
-	return log_open_target(lg, &t, err);
+	return log_open_target(lg, &t, old_fd, err);
 }
 
-void log_reopen(struct t_log *lg)
+void log_reopen(struct t_log *lg, int *old_fd)
 {
+	char path[sizeof(lg->path)];
 	int fd;
 
+	if (old_fd)
+		*old_fd = -1;
 	if (!lg->path[0])
 		return;
-	log_flush(lg);
-	fd = lg->kind == LOG_SYSLOG ? open_syslog(lg->path, NULL) : open_path(lg->path, NULL);
-	if (fd < 0)
-		return;
-	close(lg->fd);
-	lg->fd = fd;
+	memcpy(path, lg->path, sizeof(path));
+	fd = lg->kind == LOG_SYSLOG ? open_syslog(path, NULL) : open_path(path, NULL);
+	if (fd >= 0)
+		swap_fd(lg, lg->kind, fd, path, old_fd);
 }
 
 /* Each buffered line as one datagram, in batches. */
@@ -142,7 +189,7 @@ static void flush_syslog(struct t_log *lg)
 	}
 }
 
-void log_flush(struct t_log *lg)
+static void flush_locked(struct t_log *lg)
 {
 	size_t off = 0;
 
@@ -161,6 +208,32 @@ void log_flush(struct t_log *lg)
 		off += (size_t)n;
 	}
 	lg->len = 0;
+}
+
+void log_flush(struct t_log *lg)
+{
+	lock(lg);
+	flush_locked(lg);
+	unlock(lg);
+}
+
+void log_set_fd(struct t_log *lg, int fd)
+{
+	lock(lg);
+	flush_locked(lg);
+	lg->fd = fd;
+	unlock(lg);
+}
+
+void log_follow(struct t_log *lg, const struct t_log *to)
+{
+	lock(lg);
+	flush_locked(lg);
+	lg->kind = to->kind;
+	lg->format = to->format;
+	lg->facility = to->facility;
+	lg->fd = to->fd;
+	unlock(lg);
 }
 
 /* --- building one line at the end of the buffer --- */
@@ -221,7 +294,7 @@ static void line_begin(struct t_log *lg, struct line *l)
 	struct tm tm;
 
 	if (LOG_BUF - lg->len < LINE_MAX_LEN + 1)
-		log_flush(lg);
+		flush_locked(lg);
 	l->lg = lg;
 	l->p = lg->buf + lg->len;
 	l->n = 0;
@@ -256,7 +329,7 @@ static void line_end(struct line *l)
 	l->p[l->n++] = '\n';
 	lg->len += l->n;
 	if (lg->len >= LOG_FLUSH_AT)
-		log_flush(lg);
+		flush_locked(lg);
 }
 
 void log_printf(struct t_log *lg, const char *fmt, ...)
@@ -264,8 +337,11 @@ void log_printf(struct t_log *lg, const char *fmt, ...)
 	struct line l;
 	va_list ap;
 
-	if (lg->kind == LOG_OFF)
+	lock(lg);
+	if (lg->kind == LOG_OFF) {
+		unlock(lg);
 		return;
+	}
 	line_begin(lg, &l);
 	va_start(ap, fmt);
 	if (lg->format == LOG_JSON) {
@@ -280,14 +356,18 @@ void log_printf(struct t_log *lg, const char *fmt, ...)
 	}
 	va_end(ap);
 	line_end(&l);
+	unlock(lg);
 }
 
 void log_conn(struct t_log *lg, const struct log_conn *c)
 {
 	struct line l;
 
-	if (lg->kind == LOG_OFF)
+	lock(lg);
+	if (lg->kind == LOG_OFF) {
+		unlock(lg);
 		return;
+	}
 	line_begin(lg, &l);
 	if (lg->format == LOG_TEXT) {
 		lprintf(&l, "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", c->client, c->frontend,
@@ -305,6 +385,7 @@ void log_conn(struct t_log *lg, const struct log_conn *c)
 		        c->bytes_in, c->bytes_out, c->end);
 	}
 	line_end(&l);
+	unlock(lg);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -332,9 +413,13 @@ void log_stop_timer(struct t_log *lg)
 
 void log_close(struct t_log *lg)
 {
+	bool shared = lg->shared;
+
 	log_stop_timer(lg);
 	log_flush(lg);
-	if (lg->fd > 2)
+	if (lg->fd > 2 && lg->owns_fd)
 		close(lg->fd);
-	log_init(lg);
+	if (shared)
+		pthread_mutex_destroy(&lg->lock);
+	log_init(lg, false);
 }

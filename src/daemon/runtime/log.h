@@ -18,13 +18,20 @@
  * syslog: RFC 3164 datagrams "<PRI>Mmm dd hh:mm:ss tether[PID]: " followed
  * by the message (text) or the JSON object, to a unix datagram socket.
  *
- * A struct t_log belongs to whoever owns the loop it is flushed from; the
- * daemon has one per instance.  Nothing here is global.
+ * A struct t_log belongs to whoever owns the loop it is flushed from: an
+ * instance has one (it owns the file), and each worker thread one of its
+ * own writing to the same file (log_attach), so the relay's lines take no
+ * lock.  A log written from several threads (the instance's: the runtime
+ * logs state changes from any worker) is made `shared` and locks each call.
+ * Lines from different logs interleave whole: each write() carries whole
+ * lines to a file opened O_APPEND (a datagram each, to syslog).  Nothing
+ * here is global.
  */
 #ifndef TETHER_LOG_H
 #define TETHER_LOG_H
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -46,6 +53,9 @@ struct t_log {
 	enum log_kind kind;
 	enum log_format format;
 	int fd;                     /* 2 (stderr), an opened file, the syslog socket, or -1 (off) */
+	bool owns_fd;               /* false for a worker's log (log_attach) */
+	bool shared;                /* written from several threads: lock */
+	pthread_mutex_t lock;
 	char path[256];             /* the file or syslog socket, "" for stderr (reopened on SIGUSR1) */
 	int facility;
 	int pid;                    /* in syslog lines */
@@ -66,16 +76,26 @@ struct log_conn {
 	const char *end;                /* why it ended (t_end_name) */
 };
 
-/* An empty log writing text to stderr. */
-void log_init(struct t_log *lg);
+/* An empty log writing text to stderr; `shared`: callable from any thread. */
+void log_init(struct t_log *lg, bool shared);
+/* A log writing to the target of `to`, in its format (a worker's own buffer). */
+void log_attach(struct t_log *lg, const struct t_log *to);
+/* Writes what is buffered, then writes to fd (not owned) from now on. */
+void log_set_fd(struct t_log *lg, int fd);
+/* log_set_fd to `to`'s target, and its format too (a worker following the
+ * instance's log after a reload or a reopen). */
+void log_follow(struct t_log *lg, const struct t_log *to);
 /* Switches to `t`.  On failure the log keeps its previous target and *err
- * says why. */
-int log_open_target(struct t_log *lg, const struct log_target *t, char **err);
+ * says why.  The previous file is closed, or - when old_fd is not NULL -
+ * handed to the caller in *old_fd (-1 when none), to close once the logs
+ * attached to it moved to the new one. */
+int log_open_target(struct t_log *lg, const struct log_target *t, int *old_fd, char **err);
 /* log_open_target with text to `where` ("stderr", "off", "syslog" on
  * /dev/log, or a file path: appended, created 0640). */
-int log_open(struct t_log *lg, const char *where, char **err);
-/* Reopens the file or the syslog socket (after log rotation); stderr stays. */
-void log_reopen(struct t_log *lg);
+int log_open(struct t_log *lg, const char *where, int *old_fd, char **err);
+/* Reopens the file or the syslog socket (after log rotation); stderr stays.
+ * old_fd as above. */
+void log_reopen(struct t_log *lg, int *old_fd);
 /* False when the target is "off": a caller may skip preparing a line. */
 static inline bool log_enabled(const struct t_log *lg)
 {

@@ -12,10 +12,12 @@
 #include "runtime.h"
 #include "tether/err.h"
 
-void rt_init(struct t_runtime *rt, struct t_log *log, const char *conf_path, uint64_t seed)
+void rt_init(struct t_runtime *rt, struct t_log *log, const char *conf_path, unsigned nworkers, uint64_t seed)
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->log = log;
+	rt->nworkers = nworkers ? nworkers : 1;
+	pthread_mutex_init(&rt->lock, NULL);
 	snprintf(rt->conf_path, sizeof(rt->conf_path), "%s", conf_path);
 	lb_rng_seed(&rt->rng, seed);
 }
@@ -27,6 +29,7 @@ static void backend_free(struct t_backend *be)
 	struct t_server *s, *next;
 
 	lb_pool_fini(&be->pool);
+	pthread_mutex_destroy(&be->lock);
 	free(be->servers);
 	for (s = be->dynamic; s; s = next) {
 		next = s->next_dynamic;
@@ -44,7 +47,7 @@ static void gen_free(struct t_gen *g)
 
 		if (!f)
 			continue;
-		for (int j = 0; f->ls && j < f->cfg.nbinds; j++)
+		for (unsigned j = 0; f->ls && j < (unsigned)f->cfg.nbinds * g->rt->nworkers; j++)
 			if (f->ls[j].fd >= 0)
 				close(f->ls[j].fd);
 		free(f->ls);
@@ -68,50 +71,66 @@ void rt_gen_free(struct t_gen *g)
 
 void gen_get(struct t_gen *g)
 {
-	g->refs++;
+	__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* The last reference frees: whichever thread drops it, everything done
+ * through the generation by the others happened before (acq_rel). */
 void gen_put(struct t_gen *g)
 {
 	struct t_runtime *rt = g->rt;
 
-	if (--g->refs > 0)
+	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
+	pthread_mutex_lock(&rt->lock);
 	for (struct t_gen **p = &rt->gens; *p; p = &(*p)->next)
 		if (*p == g) {
 			*p = g->next;
 			break;
 		}
+	pthread_mutex_unlock(&rt->lock);
 	gen_free(g);
 }
 
-unsigned rt_generations(const struct t_runtime *rt)
+unsigned rt_generations(struct t_runtime *rt)
 {
 	unsigned n = 0;
 
+	pthread_mutex_lock(&rt->lock);
 	for (const struct t_gen *g = rt->gens; g; g = g->next)
 		n++;
+	pthread_mutex_unlock(&rt->lock);
 	return n;
+}
+
+bool rt_gen_retired(const struct t_gen *g)
+{
+	return __atomic_load_n(&g->retired, __ATOMIC_ACQUIRE);
+}
+
+static void retire(struct t_gen *g)
+{
+	__atomic_store_n(&g->retired, true, __ATOMIC_RELEASE);
+	gen_put(g);
 }
 
 void rt_install(struct t_runtime *rt, struct t_gen *g)
 {
 	struct t_gen *old = rt->gen;
 
+	pthread_mutex_lock(&rt->lock);
 	g->next = rt->gens;
 	rt->gens = g;
+	pthread_mutex_unlock(&rt->lock);
 	rt->gen = g;
-	if (old) {
-		old->retired = true;
-		gen_put(old);
-	}
+	if (old)
+		retire(old);
 }
 
 void rt_fini(struct t_runtime *rt)
 {
 	if (rt->gen) {
-		rt->gen->retired = true;
-		gen_put(rt->gen);       /* its last reference once the connections are gone */
+		retire(rt->gen);        /* its last reference once the connections are gone */
 		rt->gen = NULL;
 	}
 	while (rt->gens) {              /* none left unless a connection reference was lost */
@@ -120,6 +139,30 @@ void rt_fini(struct t_runtime *rt)
 		rt->gens = g->next;
 		gen_free(g);
 	}
+	pthread_mutex_destroy(&rt->lock);
+}
+
+void rt_backend_lock(struct t_backend *be)
+{
+	pthread_mutex_lock(&be->lock);
+}
+
+void rt_backend_unlock(struct t_backend *be)
+{
+	pthread_mutex_unlock(&be->lock);
+}
+
+struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng)
+{
+	int idx;
+	struct t_server *s = NULL;
+
+	pthread_mutex_lock(&be->lock);
+	idx = lb_attempt(&be->pool, key, now_ms, rng);
+	if (idx >= 0)
+		s = be->pool.servers[idx]->data;
+	pthread_mutex_unlock(&be->lock);
+	return s;
 }
 
 struct t_backend *rt_backend_find(const struct t_runtime *rt, const char *name)
@@ -139,13 +182,13 @@ struct t_server *rt_server_find(const struct t_backend *be, const char *name)
 	return s ? s->data : NULL;
 }
 
-struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg_addr *addr)
+struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg_addr *addr, unsigned w)
 {
 	if (!rt->gen)
 		return NULL;
 	for (int i = 0; i < rt->gen->nfe; i++)
 		for (int j = 0; j < rt->gen->fe[i]->cfg.nbinds; j++) {
-			struct t_listener *l = &rt->gen->fe[i]->ls[j];
+			struct t_listener *l = &rt->gen->fe[i]->ls[(unsigned)j * rt->nworkers + w];
 
 			if (l->fd >= 0 && l->addr.len == addr->len && memcmp(&l->addr.ss, &addr->ss, addr->len) == 0)
 				return l;
@@ -164,18 +207,23 @@ static enum lb_admin inherit(const struct t_runtime *rt, struct t_backend *nb, s
 	struct t_backend *ob = rt_backend_find(rt, nb->cfg.name);
 	struct t_server *o = ob ? rt_server_find(ob, s->lb.name) : NULL;
 
+	enum lb_admin admin;
+
 	if (!o)
 		return LB_ADMIN_READY;
+	pthread_mutex_lock(&ob->lock);
 	s->lb.hc = o->lb.hc;
 	s->lb.up = o->lb.up;
-	s->connections_total = o->connections_total;
-	s->connect_failures_total = o->connect_failures_total;
-	s->bytes_in_total = o->bytes_in_total;
-	s->bytes_out_total = o->bytes_out_total;
+	admin = o->lb.admin;
 	memcpy(s->last_check, o->last_check, sizeof(s->last_check));
-	nb->retries_total = ob->retries_total;
-	nb->no_server_total = ob->no_server_total;
-	return o->lb.admin;
+	pthread_mutex_unlock(&ob->lock);
+	s->connections_total = T_LOAD(&o->connections_total);
+	s->connect_failures_total = T_LOAD(&o->connect_failures_total);
+	s->bytes_in_total = T_LOAD(&o->bytes_in_total);
+	s->bytes_out_total = T_LOAD(&o->bytes_out_total);
+	nb->retries_total = T_LOAD(&ob->retries_total);
+	nb->no_server_total = T_LOAD(&ob->no_server_total);
+	return admin;
 }
 
 static void server_init(struct t_server *s, struct t_backend *be, const char *name, const struct cfg_addr *addr)
@@ -207,6 +255,7 @@ static struct t_backend *backend_new(struct t_gen *g, const struct cfg_backend *
 		free(be);
 		return NULL;
 	}
+	pthread_mutex_init(&be->lock, NULL);
 	for (int i = 0; i < bc->nservers; i++) {
 		struct t_server *s = &be->servers[be->cfg_nservers];
 
@@ -261,7 +310,7 @@ struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char *
 	for (int i = 0; i < cfg->nfrontends; i++) {
 		struct t_frontend *f = calloc(1, sizeof(*f));
 
-		if (!f || !(f->ls = calloc((size_t)cfg->frontends[i].nbinds + 1, sizeof(*f->ls)))) {
+		if (!f || !(f->ls = calloc((size_t)cfg->frontends[i].nbinds * rt->nworkers + 1, sizeof(*f->ls)))) {
 			free(f);
 			tether_err(err, -ENOMEM, "out of memory");
 			goto fail;
@@ -272,12 +321,12 @@ struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char *
 		f->be = byidx[cfg->frontends[i].backend];
 		for (int a = 0; rt->gen && a < rt->gen->nfe; a++)  /* counters carry over by name */
 			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0) {
-				f->connections_total = rt->gen->fe[a]->connections_total;
-				f->proxy_errors_total = rt->gen->fe[a]->proxy_errors_total;
+				f->connections_total = T_LOAD(&rt->gen->fe[a]->connections_total);
+				f->proxy_errors_total = T_LOAD(&rt->gen->fe[a]->proxy_errors_total);
 			}
-		for (int j = 0; j < f->cfg.nbinds; j++) {
+		for (unsigned j = 0; j < (unsigned)f->cfg.nbinds * rt->nworkers; j++) {
 			f->ls[j].fd = -1;
-			f->ls[j].addr = f->cfg.binds[j];
+			f->ls[j].addr = f->cfg.binds[j / rt->nworkers];
 			f->ls[j].fe = f;
 		}
 	}
@@ -289,7 +338,7 @@ fail:
 	return NULL;
 }
 
-/* --- the runtime API --- */
+/* --- the runtime API (control thread; each operation under the backend's lock) --- */
 
 struct t_server *rt_server_lookup(struct t_runtime *rt, const char *backend, const char *name, char **err)
 {
@@ -300,12 +349,14 @@ struct t_server *rt_server_lookup(struct t_runtime *rt, const char *backend, con
 		tether_err(err, -ENOENT, "no such backend");
 		return NULL;
 	}
+	pthread_mutex_lock(&be->lock);
 	s = rt_server_find(be, name);
-	if (!s || s->deleted) {
+	if (s && s->deleted)
+		s = NULL;
+	pthread_mutex_unlock(&be->lock);
+	if (!s)
 		tether_err(err, -ENOENT, "no such server");
-		return NULL;
-	}
-	return s;
+	return s;       /* stays valid: only a `del` from this thread lets it be freed */
 }
 
 const char *rt_server_state(const struct t_server *s)
@@ -326,14 +377,13 @@ static int server_add(struct t_runtime *rt, struct t_backend *be, const char *na
 	struct cfg_addr a;
 	enum lb_admin admin = LB_ADMIN_READY;
 	int rc;
+	bool up;
 
 	if (!be)
 		return tether_err(err, -ENOENT, "no such backend");
 	if (!name[0] || strlen(name) >= LB_NAME_MAX ||
 	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(name))
 		return tether_err(err, -EINVAL, "server names are 1..63 characters from A-Z a-z 0-9 . _ -");
-	if (lb_pool_find(&be->pool, name))
-		return tether_err(err, -EEXIST, "a server with this name exists");
 	if (cfg_parse_addr(addr, &a) < 0 || a.ss.ss_family == 0)
 		return tether_err(err, -EINVAL, "bad address (want 127.0.0.1:9001 or [::1]:9001)");
 	if (weight > LB_WEIGHT_MAX)
@@ -344,23 +394,29 @@ static int server_add(struct t_runtime *rt, struct t_backend *be, const char *na
 	server_init(s, be, name, &a);
 	s->lb.weight = weight;
 	s->dynamic = true;
+	snprintf(s->last_check, sizeof(s->last_check), "added");
+	pthread_mutex_lock(&be->lock);
 	/* checked before it gets traffic: starts DOWN when the backend has checks */
 	lb_server_health_init(&be->pool, &s->lb, be->cfg.health.type == CFG_CHECK_NONE);
-	snprintf(s->last_check, sizeof(s->last_check), "added");
-	if (be->gen != rt->gen)
+	if (be->gen != rt->gen)         /* be is not live yet: nobody else takes its lock */
 		admin = inherit(rt, be, s);
+	up = s->lb.up;
 	rc = lb_pool_add(&be->pool, &s->lb);
+	if (rc == 0) {
+		if (admin != LB_ADMIN_READY)        /* lb_pool_add made it READY */
+			lb_server_set_admin(&be->pool, &s->lb, admin);
+		s->next_dynamic = be->dynamic;
+		be->dynamic = s;
+	}
+	pthread_mutex_unlock(&be->lock);
 	if (rc < 0) {
 		free(s);
-		return tether_err(err, rc, "cannot add the server");
+		return rc == -EEXIST ? tether_err(err, rc, "a server with this name exists")
+		                     : tether_err(err, rc, "cannot add the server");
 	}
-	if (admin != LB_ADMIN_READY)
-		lb_server_set_admin(&be->pool, &s->lb, admin);
-	s->next_dynamic = be->dynamic;
-	be->dynamic = s;
 	if (be->gen == rt->gen)
-		log_printf(rt->log, "runtime: added server %s/%s %s weight %u (%s)", be->cfg.name, s->lb.name, a.text,
-		           weight, s->lb.up ? "UP" : "DOWN until checked");
+		log_printf(rt->log, "runtime: added server %s/%s %s weight %u (%s)", be->cfg.name, name, a.text, weight,
+		           up ? "UP" : "DOWN until checked");
 	*out = s;
 	return 0;
 }
@@ -383,7 +439,8 @@ int rt_gen_server_add(struct t_gen *g, const char *backend, const char *name, co
 
 /* A deleted server with no connection left: out of the pool, and freed
  * when it was added at runtime (a configured one lives in its backend's
- * array until the generation goes).  True when s was freed. */
+ * array until the generation goes).  True when s was freed.  Called with
+ * the backend's lock held. */
 static bool srv_release(struct t_server *s)
 {
 	struct t_backend *be = s->be;
@@ -392,7 +449,7 @@ static bool srv_release(struct t_server *s)
 		return false;
 	if (s->lb.index >= 0) {
 		lb_pool_del(&be->pool, &s->lb);
-		if (!be->gen->retired)
+		if (!rt_gen_retired(be->gen))
 			log_printf(be->gen->rt->log, "runtime: server %s/%s removed", be->cfg.name, s->lb.name);
 	}
 	if (!s->dynamic)
@@ -406,25 +463,42 @@ static bool srv_release(struct t_server *s)
 	return true;
 }
 
-int rt_server_del_refused(const struct t_server *s, char **err)
+static int del_refused(const struct t_server *s, char **err)
 {
 	if (s->lb.active > 0 && s->lb.admin == LB_ADMIN_READY)
 		return tether_err(err, -EBUSY, "server still has connections: drain it first");
 	return 0;
 }
 
+int rt_server_del_refused(struct t_server *s, char **err)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->be->lock);
+	rc = del_refused(s, err);
+	pthread_mutex_unlock(&s->be->lock);
+	return rc;
+}
+
 int rt_server_del(struct t_runtime *rt, struct t_server *s, char **err)
 {
-	int rc = rt_server_del_refused(s, err);
+	struct t_backend *be = s->be;
+	char name[LB_NAME_MAX];
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	s->deleted = true;
-	lb_server_set_admin(&s->be->pool, &s->lb, LB_ADMIN_DISABLED);
-	log_printf(rt->log, "runtime: del server %s/%s", s->be->cfg.name, s->lb.name);
-	if (!srv_release(s) && s->lb.index >= 0)
-		lb_server_set_up(&s->be->pool, &s->lb, false);  /* drained with connections: hidden until they end */
-	return 0;
+	memcpy(name, s->lb.name, sizeof(name));
+	pthread_mutex_lock(&be->lock);
+	rc = del_refused(s, err);
+	if (rc == 0) {
+		s->deleted = true;
+		lb_server_set_admin(&be->pool, &s->lb, LB_ADMIN_DISABLED);
+		if (!srv_release(s) && s->lb.index >= 0)
+			lb_server_set_up(&be->pool, &s->lb, false);  /* drained with connections: hidden until they end */
+	}
+	pthread_mutex_unlock(&be->lock);
+	if (rc == 0)
+		log_printf(rt->log, "runtime: del server %s/%s", be->cfg.name, name);
+	return rc;
 }
 
 int rt_server_set_admin(struct t_runtime *rt, struct t_server *s, enum lb_admin a)
@@ -432,7 +506,9 @@ int rt_server_set_admin(struct t_runtime *rt, struct t_server *s, enum lb_admin 
 	static const char *const verb[] = { [LB_ADMIN_READY] = "enable", [LB_ADMIN_DRAIN] = "drain",
 	                                    [LB_ADMIN_DISABLED] = "disable" };
 
+	pthread_mutex_lock(&s->be->lock);
 	lb_server_set_admin(&s->be->pool, &s->lb, a);
+	pthread_mutex_unlock(&s->be->lock);
 	log_printf(rt->log, "runtime: %s server %s/%s", verb[a], s->be->cfg.name, s->lb.name);
 	return 0;
 }
@@ -441,51 +517,92 @@ int rt_server_set_weight(struct t_runtime *rt, struct t_server *s, long weight, 
 {
 	if (weight < 0 || weight > LB_WEIGHT_MAX)
 		return tether_err(err, -EINVAL, "weight must be 0..%d", LB_WEIGHT_MAX);
+	pthread_mutex_lock(&s->be->lock);
 	lb_server_set_weight(&s->be->pool, &s->lb, (unsigned)weight);
+	pthread_mutex_unlock(&s->be->lock);
 	log_printf(rt->log, "runtime: weight of %s/%s set to %ld", s->be->cfg.name, s->lb.name, weight);
 	return 0;
 }
 
-/* --- outcomes --- */
+/* --- outcomes (any thread) --- */
 
-/* A health change of s: logged (running generation only: a retired one's
- * view of a server no longer matters to anyone), and on_down = "close". */
-static void health_changed(struct t_server *s, enum hc_change ch, const char *why)
+/* A health change, noted under the backend's lock and acted on after it
+ * is released (by then the server may be gone: only its identity is kept). */
+struct change {
+	struct t_backend *be;
+	uint32_t id;
+	enum hc_change ch;
+	char name[LB_NAME_MAX];
+};
+
+static void note(struct change *c, struct t_server *s, enum hc_change ch)
 {
-	struct t_backend *be = s->be;
+	c->be = s->be;
+	c->id = s->lb.id;
+	c->ch = s->deleted ? HC_SAME : ch;      /* a deleted server's health matters to nobody */
+	memcpy(c->name, s->lb.name, sizeof(c->name));
+}
+
+/* Logged - running generation only: a retired one's view of a server no
+ * longer matters to anyone - and on_down = "close". */
+static void health_changed(const struct change *c, const char *why)
+{
+	struct t_backend *be = c->be;
 	struct t_runtime *rt = be->gen->rt;
 
-	if (ch == HC_SAME || be->gen->retired)
+	if (c->ch == HC_SAME || rt_gen_retired(be->gen))
 		return;
-	log_printf(rt->log, "server %s/%s is %s (%s)", be->cfg.name, s->lb.name, ch == HC_WENT_UP ? "UP" : "DOWN",
+	log_printf(rt->log, "server %s/%s is %s (%s)", be->cfg.name, c->name, c->ch == HC_WENT_UP ? "UP" : "DOWN",
 	           why);
 	log_flush(rt->log);     /* state changes are rare and wanted at once */
-	if (ch == HC_WENT_DOWN && be->cfg.health.on_down == CFG_ON_DOWN_CLOSE && rt->hooks.server_down)
-		rt->hooks.server_down(rt->hooks.arg, s);
+	if (c->ch == HC_WENT_DOWN && be->cfg.health.on_down == CFG_ON_DOWN_CLOSE && rt->hooks.server_down)
+		rt->hooks.server_down(rt->hooks.arg, be, c->id);
 }
 
 void rt_server_checked(struct t_server *s, bool ok, const char *why)
 {
+	struct change c;
+
+	pthread_mutex_lock(&s->be->lock);
 	snprintf(s->last_check, sizeof(s->last_check), "%s", why);
-	health_changed(s, lb_server_checked(&s->be->pool, &s->lb, ok), why);
+	note(&c, s, lb_server_checked(&s->be->pool, &s->lb, ok));
+	pthread_mutex_unlock(&s->be->lock);
+	health_changed(&c, why);
 }
 
 void rt_server_connected(struct t_server *s)
 {
-	health_changed(s, lb_server_observed(&s->be->pool, &s->lb, true), "connected");
+	struct change c;
+
+	if (!s->be->pool.params.observe)
+		return;                 /* the common case costs no lock */
+	pthread_mutex_lock(&s->be->lock);
+	note(&c, s, lb_server_observed(&s->be->pool, &s->lb, true));
+	pthread_mutex_unlock(&s->be->lock);
+	health_changed(&c, "connected");
 }
 
 void rt_attempt_failed(struct t_server *s, const char *why)
 {
-	s->connect_failures_total++;
-	health_changed(s, lb_attempt_failed(&s->be->pool, &s->lb), why);
+	struct t_backend *be = s->be;
+	struct change c;
+
+	T_ADD(&s->connect_failures_total, 1);
+	pthread_mutex_lock(&be->lock);
+	note(&c, s, lb_attempt_failed(&be->pool, &s->lb));
 	srv_release(s);
+	pthread_mutex_unlock(&be->lock);
+	health_changed(&c, why);
 }
 
 void srv_conn_end(struct t_server *s)
 {
-	lb_conn_close(&s->be->pool, &s->lb);
+	struct t_backend *be = s->be;
+
+	pthread_mutex_lock(&be->lock);
+	lb_conn_close(&be->pool, &s->lb);
 	srv_release(s);
+	pthread_mutex_unlock(&be->lock);
 }
 
 void addr_format(const struct sockaddr_storage *ss, char *out, size_t cap)

@@ -36,12 +36,28 @@
  *    it out of the pool; it is freed when its last connection ends
  *    (srv_conn_end), or with its generation.
  *
- * Threads: one loop owns a runtime; nothing here locks.
+ * Threads (global.workers = N): the runtime is shared by the N workers'
+ * threads and the control thread (worker 0).  What may change after a
+ * generation is built is guarded as follows:
+ *  - a backend's pool (lb_pool and the lb_server of each server: health,
+ *    admin state, weight, active counts, the algorithm's state, the stick
+ *    table) and its list of runtime-added servers: its mutex (be->lock),
+ *    taken by every rt_* function below that needs it and by readers through
+ *    rt_backend_lock();
+ *  - counters (connections, bytes, retries, active gauges), generation
+ *    references and the `retired` flag: atomic operations (T_ADD, T_LOAD),
+ *    relaxed for counters, acquire/release for references;
+ *  - the list of generations: rt->lock; rt->gen is written by the control
+ *    thread only (workers use the generation their own listeners belong to);
+ *  - everything else of a generation (its configuration, names, addresses)
+ *    is never written after rt_gen_new: read freely.
+ * rt_hooks functions may be called from any worker thread.
  */
 #ifndef TETHER_RUNTIME_H
 #define TETHER_RUNTIME_H
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,6 +66,11 @@
 #include "tether/config.h"
 #include "tether/lb.h"
 
+
+/* Counters shared by the workers: relaxed atomics (a sum, never a decision). */
+#define T_ADD(p, n) __atomic_fetch_add((p), (n), __ATOMIC_RELAXED)
+#define T_SUB(p, n) __atomic_fetch_sub((p), (n), __ATOMIC_RELAXED)
+#define T_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 struct t_runtime;
 struct t_gen;
@@ -82,7 +103,7 @@ struct t_server {
 	bool dynamic;                   /* added at runtime: allocated alone */
 	bool deleted;                   /* `del server`: freed once idle (srv_conn_end) */
 	char last_check[64];            /* reason of the last check result */
-	/* counters (monotonic) */
+	/* counters (monotonic, T_ADD) */
 	uint64_t connections_total;
 	uint64_t connect_failures_total;
 	uint64_t bytes_in_total;        /* client -> server */
@@ -99,15 +120,19 @@ struct t_backend {
 	int cfg_nservers;
 	struct t_server *dynamic;       /* runtime-added servers */
 	struct t_gen *gen;              /* owner */
-	uint64_t retries_total;
-	uint64_t no_server_total;
+	pthread_mutex_t lock;           /* pool, servers' lb state, dynamic list */
+	uint64_t retries_total;         /* T_ADD */
+	uint64_t no_server_total;       /* T_ADD */
 	struct t_backend *next;
 };
 
-/* One listening socket of a frontend; opened, started and closed by
- * listener.c.  fd moves to the next generation when its address stays. */
+/* One listening socket of a frontend for one worker (with N workers, N
+ * sockets per address share its port through SO_REUSEPORT); opened,
+ * started and closed by listener.c.  fd moves to the next generation when
+ * its address stays.  Touched by its worker's thread only, once started. */
 struct t_listener {
-	ev_io io;
+	struct poll_item it;            /* in its worker's poller while accepting */
+	bool accepting;
 	int fd;                         /* -1 when closed */
 	struct cfg_addr addr;
 	struct t_frontend *fe;          /* owner */
@@ -118,11 +143,11 @@ struct t_frontend {
 	struct cfg_frontend cfg;
 	struct t_gen *gen;              /* owner */
 	struct t_backend *be;           /* of the same generation */
-	struct t_listener *ls;          /* cfg.nbinds of them */
-	uint64_t connections_total;
-	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late */
-	struct t_rate rate;             /* connections per second (io/history.c) */
-	unsigned active;
+	struct t_listener *ls;          /* cfg.nbinds x rt->nworkers: ls[bind * nworkers + worker] */
+	uint64_t connections_total;     /* T_ADD */
+	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late (T_ADD) */
+	struct t_rate rate;             /* connections per second (io/history.c, control thread) */
+	unsigned active;                /* T_ADD */
 };
 
 /* One configuration and what was built from it (see the ownership notes). */
@@ -132,34 +157,37 @@ struct t_gen {
 	struct t_frontend **fe;         /* owned, nfe of them */
 	int nfe;
 	struct t_backend *backends;     /* owned list */
-	unsigned refs;                  /* running: 1; plus one per connection */
-	bool retired;                   /* no longer the running generation */
+	unsigned refs;                  /* running: 1; plus one per connection (atomic) */
+	bool retired;                   /* no longer the running generation (atomic) */
 	struct t_gen *next;             /* t_runtime.gens */
 };
 
 /* How the runtime reaches the layers above it: filled by the instance. */
 struct rt_hooks {
-	/* s went DOWN (a check or an observed failure) in the running
-	 * generation, and its backend closes connections then (on_down =
-	 * "close"): close the established ones. */
-	void (*server_down)(void *arg, struct t_server *s);
+	/* The server `id` of backend be went DOWN (a check or an observed
+	 * failure) in the running generation, and be closes connections then
+	 * (on_down = "close"): close the established ones.  Called from any
+	 * thread, with no lock held; the server itself may be gone by then. */
+	void (*server_down)(void *arg, struct t_backend *be, uint32_t id);
 	void *arg;
 };
 
 struct t_runtime {
 	struct t_log *log;              /* not owned */
 	struct t_gen *gen;              /* the running generation; NULL before the first */
-	struct t_gen *gens;             /* every live generation, newest first */
-	struct lb_rng rng;              /* picks and check jitter */
+	struct t_gen *gens;             /* every live generation, newest first (lock) */
+	pthread_mutex_t lock;           /* gens */
+	unsigned nworkers;              /* fixed at start: listeners per address */
+	struct lb_rng rng;              /* check jitter (control thread) */
 	struct rt_hooks hooks;
 	char conf_path[256];
-	unsigned active;                /* client connections open, all generations */
+	unsigned active;                /* client connections open, all generations (T_ADD) */
 	uint64_t reloads_total, reload_failures_total;
 	double started;                 /* ev_time() at start */
 };
 
-/* An empty runtime logging to log. */
-void rt_init(struct t_runtime *rt, struct t_log *log, const char *conf_path, uint64_t seed);
+/* An empty runtime logging to log, for nworkers workers. */
+void rt_init(struct t_runtime *rt, struct t_log *log, const char *conf_path, unsigned nworkers, uint64_t seed);
 /* Frees every generation.  Connections must all be gone (proxy_close_all
  * and the reaping of them come first). */
 void rt_fini(struct t_runtime *rt);
@@ -180,10 +208,20 @@ void rt_install(struct t_runtime *rt, struct t_gen *g);
 void gen_get(struct t_gen *g);
 void gen_put(struct t_gen *g);
 /* Live generations: 1 + retired ones still carrying connections. */
-unsigned rt_generations(const struct t_runtime *rt);
+unsigned rt_generations(struct t_runtime *rt);
+/* True once g is no longer the running generation (any thread). */
+bool rt_gen_retired(const struct t_gen *g);
 
-/* The running listener bound to addr, or NULL. */
-struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg_addr *addr);
+/* The running listener bound to addr for worker w, or NULL (control thread). */
+struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg_addr *addr, unsigned w);
+
+/* Readers of a backend's servers' lb state (show servers, metrics) hold its lock. */
+void rt_backend_lock(struct t_backend *be);
+void rt_backend_unlock(struct t_backend *be);
+/* The core's lb_attempt under the backend's lock: the server for a
+ * connection's next attempt (counted on it), or NULL when no usable server
+ * is left or the retries are spent.  rng is the caller's (per worker). */
+struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng);
 /* The running backend called name, or NULL. */
 struct t_backend *rt_backend_find(const struct t_runtime *rt, const char *name);
 /* A server of be in its pool (configured or added; not deleted), or NULL. */
@@ -205,7 +243,7 @@ int rt_gen_server_add(struct t_gen *g, const char *backend, const char *name, co
                       struct t_server **out, char **err);
 /* -EBUSY (with *err) while s has connections and is neither drained nor
  * disabled: `del` is refused then.  0 otherwise. */
-int rt_server_del_refused(const struct t_server *s, char **err);
+int rt_server_del_refused(struct t_server *s, char **err);
 /* Deletes s (unless refused, as above): out of the pool at once when idle,
  * else hidden until its last connection ends; may free s.  The caller has
  * stopped its checks. */

@@ -159,7 +159,7 @@ static const struct bad_case bad[] = {
 	  "t.conf:2: backends.[0].health.expect: must be a status 100..599 or a class such as \"2xx\"" },
 	{ FE BE("health = { expect = 700; };"),
 	  "t.conf:2: backends.[0].health.expect: must be a status 100..599 or a class such as \"2xx\"" },
-	{ "global = { workers = 2; };\n" FE BE(""), "t.conf:1: global.workers: only 1 worker is supported in this version" },
+	{ "global = { workers = \"many\"; };\n" FE BE(""), "t.conf:1: global.workers: must be a number 1..64 or \"auto\"" },
 	{ FE BE("retries = = 2;"), "t.conf:2: syntax error: syntax error" },
 	{ FE BE("retries = \"2\";"), "t.conf:2: backends.[0].retries: must be an integer" },
 	{ FE BE("iphash = { balance_factor = 100; };"),
@@ -349,7 +349,7 @@ static void test_schema_ranges(void **unused)
 			const struct cfg_field *f = &g->fields[i];
 			char text[2048], set[160], *err;
 
-			if (f->type == CT_INT || f->type == CT_DURATION) {
+			if (f->type == CT_INT || f->type == CT_DURATION || (f->flags & CF_NUMERIC)) {
 				const long long probe[4] = { f->min, f->max, f->min - 1, f->max + 1 };
 
 				for (int k = 0; k < 4; k++) {

@@ -21,10 +21,12 @@ static int setup(void **state)
 	struct t_gen *g;
 
 	f->loop = ev_loop_new(EVFLAG_AUTO);
-	log_init(&f->log);
-	assert_int_equal(log_open(&f->log, "/dev/null", &err), 0);
-	rt_init(&f->rt, &f->log, "t.conf", 1);
-	assert_int_equal(worker_init(&f->w, f->loop, &f->rt, &err), 0);
+	log_init(&f->log, false);
+	assert_int_equal(log_open(&f->log, "/dev/null", NULL, &err), 0);
+	rt_init(&f->rt, &f->log, "t.conf", 1, 1);
+	assert_int_equal(worker_init(&f->w, 0, f->loop, &f->rt, &f->log, &err), 0);
+	f->w.peers = &f->w;
+	f->w.npeers = 1;
 	g = rt_gen_new(&f->rt, cfg_text(
 		"global = { log = \"stderr\"; maxconn = 77; };\n"
 		"frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:1\" ]; backend = \"be\"; } );\n"
@@ -111,7 +113,8 @@ static void test_effects(void **state)
 	/* show info: the fields operators script against */
 	run(f, "show info");
 	assert_non_null(strstr(f->out.s, "\nconfig t.conf\nactive_connections 0\nconnections_total 0\nmaxconn 77\n"
-	                       "reloads 0\nreload_failures 0\ngenerations 1\nOK\n"));
+	                       "reloads 0\nreload_failures 0\ngenerations 1\nworkers 1\n"
+	                       "worker 0 active_connections 0 connections_total 0\nOK\n"));
 	assert_memory_equal(f->out.s, "version ", 8);
 }
 

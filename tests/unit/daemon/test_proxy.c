@@ -36,10 +36,10 @@ static int setup(void **state)
 	fd = mkstemp(f->logpath);
 	assert_true(fd >= 0);
 	close(fd);
-	log_init(&f->log);
-	assert_int_equal(log_open(&f->log, f->logpath, &err), 0);
-	rt_init(&f->rt, &f->log, "t.conf", 1);
-	assert_int_equal(worker_init(&f->w, f->loop, &f->rt, &err), 0);
+	log_init(&f->log, false);
+	assert_int_equal(log_open(&f->log, f->logpath, NULL, &err), 0);
+	rt_init(&f->rt, &f->log, "t.conf", 1, 1);
+	assert_int_equal(worker_init(&f->w, 0, f->loop, &f->rt, &f->log, &err), 0);
 	f->lfd = listen_any(&f->port);
 	fcntl(f->lfd, F_SETFL, O_NONBLOCK);
 	f->client = f->server = -1;

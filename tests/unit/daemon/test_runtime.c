@@ -18,15 +18,17 @@ struct fx {
 	struct t_log log;
 	struct t_runtime rt;
 	int downs;
-	struct t_server *down;
+	struct t_backend *down_be;
+	uint32_t down_id;
 };
 
-static void hook_down(void *arg, struct t_server *s)
+static void hook_down(void *arg, struct t_backend *be, uint32_t id)
 {
 	struct fx *f = arg;
 
 	f->downs++;
-	f->down = s;
+	f->down_be = be;
+	f->down_id = id;
 }
 
 static struct t_gen *install(struct fx *f, const char *backend_extra)
@@ -45,9 +47,9 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 	char *err = NULL;
 
-	log_init(&f->log);
-	assert_int_equal(log_open(&f->log, "/dev/null", &err), 0);
-	rt_init(&f->rt, &f->log, "t.conf", 1);
+	log_init(&f->log, false);
+	assert_int_equal(log_open(&f->log, "/dev/null", NULL, &err), 0);
+	rt_init(&f->rt, &f->log, "t.conf", 1, 1);
 	f->rt.hooks = (struct rt_hooks){ .server_down = hook_down, .arg = f };
 	*state = f;
 	return 0;
@@ -243,7 +245,8 @@ static void test_observe_and_on_down_hook(void **state)
 	assert_int_equal(s->connect_failures_total, 2);
 	assert_int_equal(s->lb.active, 0);
 	assert_int_equal(f->downs, 1);
-	assert_ptr_equal(f->down, s);
+	assert_ptr_equal(f->down_be, s->be);
+	assert_int_equal(f->down_id, s->lb.id);
 	/* a success only counts while UP: a DOWN server must pass the checks */
 	rt_server_connected(s);
 	assert_false(s->lb.up);
