@@ -42,7 +42,8 @@ def test_dns_grow_and_shrink_under_load():
     ips = [f"127.0.0.{i}" for i in range(11, 16)]
     backends = [Backend(ip, host=ip, port=port) for ip in ips]      # each answers with its address
     dns.set("pods.test", "A", ips[:3])
-    t, mport = start(dns, f'{{ name = "pods"; address = "pods.test:{port}"; resolve = "A"; interval = "500ms"; }}')
+    t, mport = start(dns, f'{{ name = "pods"; address = "pods.test:{port}"; resolve = "A"; interval = "500ms"; }}',
+                     extra_global="workers = 2;")   # servers change under two workers' traffic
     names = [f"pods-{ip}-{port}" for ip in ips]
     assert wait_for(lambda: servers(t) == {n: "UP" for n in names[:3]}, 5), servers(t)
     load = Load(t.port)
