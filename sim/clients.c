@@ -67,23 +67,25 @@ uint32_t user_new(struct sim *S)
 	u->flags = U_ACTIVE;
 	u->addr = p->users_per_address > 1 ? (uint32_t)(lb_rng_next(&S->rng) % (S->nusers / p->users_per_address + 1))
 	                                   : (uint32_t)lb_rng_next(&S->rng);
-	u->pages_left = (uint16_t)sim_visit_pages(p, lb_rng_double(&S->rng));
+	u->pages_left = (uint16_t)sim_visit_pages(p, &S->rng);
 	return id;
 }
 
 /* A geometric number of requests with mean `pages`, by inversion:
- * P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)). */
-unsigned sim_visit_pages(const struct sim_params *p, double u)
+ * P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)).  One visit of
+ * one page draws nothing (the random stream, hence every result of a
+ * seed, depends on it). */
+unsigned sim_visit_pages(const struct sim_params *p, struct lb_rng *rng)
 {
 	double q = 1.0 / (p->pages < 1 ? 1 : p->pages);
-	double n = q >= 1 ? 1 : 1 + floor(log(1.0 - u) / log1p(-q));
+	double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(rng)) / log1p(-q));
 
 	return (unsigned)fmin(n, 60000);
 }
 
-bool sim_address_changes(const struct sim_params *p, double u)
+bool sim_address_changes(const struct sim_params *p, struct lb_rng *rng)
 {
-	return p->address_change > 0 && u < p->address_change;
+	return p->address_change > 0 && lb_rng_double(rng) < p->address_change;
 }
 
 static void user_leave(struct sim *S, uint32_t id)

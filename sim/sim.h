@@ -209,10 +209,10 @@ int sim_hpa_scale_up_limit(int current);
  * curve (mean user_rate over 24 h, peak 1.8 x at 16:00). */
 double sim_arrival_rate(const struct sim_params *p, double t);
 /* A visit's number of requests, the login included (geometric with mean
- * `pages`), for a uniform u in [0, 1). */
-unsigned sim_visit_pages(const struct sim_params *p, double u);
+ * `pages`), drawn from rng (nothing drawn when pages <= 1). */
+unsigned sim_visit_pages(const struct sim_params *p, struct lb_rng *rng);
 /* Whether a logged-in user's address changes at this request (a mobile
- * user moving networks), for a uniform u in [0, 1). */
-bool sim_address_changes(const struct sim_params *p, double u);
+ * user moving networks), drawn from rng (nothing drawn when it cannot). */
+bool sim_address_changes(const struct sim_params *p, struct lb_rng *rng);
 
 #endif

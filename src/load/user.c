@@ -156,8 +156,7 @@ static void leave(struct load *L, struct lu_user *u)
 /* pods.c route_request(): the next request of u, due now (model time u->sched). */
 static void request(struct load *L, struct lu_user *u)
 {
-	if (u->logged_in && L->p->address_change > 0 && sim_address_changes(L->p, lb_rng_double(&u->rng)) &&
-	    L->o->addresses) {
+	if (u->logged_in && sim_address_changes(L->p, &u->rng) && L->o->addresses) {
 		u->addr = (uint32_t)(lb_rng_next(&u->rng) % L->o->addresses);
 		conn_close(L, u);               /* a new network: a new connection */
 	}
@@ -345,7 +344,7 @@ void user_arrive(struct load *L, double at)
 	L->s.users++;
 	u->seq = L->s.users;
 	lb_rng_seed(&u->rng, lb_rng_next(&L->rng));
-	u->pages_left = sim_visit_pages(L->p, lb_rng_double(&u->rng));
+	u->pages_left = sim_visit_pages(L->p, &u->rng);
 	u->addr = address(L, u);
 	u->session_pod = -1;
 	u->sched = at;
