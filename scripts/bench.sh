@@ -12,9 +12,11 @@
 # logging one text line per connection to a file costs (printed per setup).
 #
 # --workers N runs every proxy with N threads or processes (tether
-# global.workers, HAProxy nbthread, nginx worker_processes).  The pinned
-# setup then needs N CPUs for the proxies and one more for wrk and the
-# backends; on a machine without them it is skipped, and the script says so.
+# global.workers, HAProxy nbthread, nginx worker_processes), and tether with
+# one worker beside them as "tether1", to show what the workers cost per
+# request.  The pinned setup needs N CPUs for the proxies and one more for
+# wrk and the backends; on a machine without them it is skipped, and the
+# script says so.
 #
 # --baseline REV also builds tether as it was at git revision REV (in a
 # temporary worktree) and runs it as proxy "base" beside the others, then
@@ -69,7 +71,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 PO=19084
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 P1W=19084 PO=19085
 if [ -n "$baseline" ]; then
 	git worktree add --detach "$work/base" "$baseline" >/dev/null 2>&1 ||
 		{ echo "bench: cannot check out $baseline" >&2; exit 2; }
@@ -77,6 +79,7 @@ if [ -n "$baseline" ]; then
 		{ echo "bench: cannot build $baseline" >&2; exit 2; }
 	only="$only,base"
 fi
+[ "$nw" -gt 1 ] && only="$only,tether1"
 "$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"; b1pid=$!
 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"; b2pid=$!
 
@@ -118,7 +121,12 @@ EOF
 
 # Note: the tether log is a file; one line per connection is part of what is measured.
 "$build/src/tether" -c "$work/tether.conf" & pids="$pids $!"; tpid=$!
-bpid=""
+bpid="" t1pid=""
+if [ "$nw" -gt 1 ]; then
+	sed "s/127.0.0.1:$PT/127.0.0.1:$P1W/; s|$work/tether.log|$work/tether1.log|; s/workers = $nw;/workers = 1;/" \
+		"$work/tether.conf" > "$work/tether1.conf"
+	"$build/src/tether" -c "$work/tether1.conf" & pids="$pids $!"; t1pid=$!
+fi
 if [ -n "$baseline" ]; then
 	sed "s/127.0.0.1:$PT/127.0.0.1:$PB/; s|$work/tether.log|$work/base.log|" "$work/tether.conf" > "$work/base.conf"
 	"$work/base/build/src/tether" -c "$work/base.conf" & pids="$pids $!"; bpid=$!
@@ -160,7 +168,7 @@ place() {
 	if [ "$1" = pinned ]; then back=$load_cpus prox=$prox_cpus wrkcpu=$load_cpus
 	else back=$all_cpus prox=$all_cpus wrkcpu=$all_cpus; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
-	for p in $tpid $bpid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+	for p in $tpid $bpid $t1pid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
 
 # one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
@@ -210,13 +218,14 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 
 port_of() {
 	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;;
-	nolog) echo $PO ;; esac
+	tether1) echo $P1W ;; nolog) echo $PO ;; esac
 }
 pid_of() {
 	case $1 in
 	direct) echo "" ;;
 	tether) echo $tpid ;;
 	base) echo $bpid ;;
+	tether1) echo $t1pid ;;
 	nolog) echo $opid ;;
 	haproxy) echo $hpid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
@@ -225,7 +234,7 @@ pid_of() {
 }
 
 who_list=""
-for who in direct tether nolog base haproxy nginx; do
+for who in direct tether tether1 nolog base haproxy nginx; do
 	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
@@ -314,6 +323,12 @@ for setup in $setups; do
 			"$(awk -v a="$mem" -v b="$mem_haproxy" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }')" \
 			"$(paired $setup $who keepalive cpu)" "$(paired $setup $who close cpu)" | tee -a "$results/$setup/ratios.txt"
 	done
+	if [ "$nw" -gt 1 ]; then
+		printf '  tether (%s workers) against tether1 (1 worker): keepalive %s  newconn %s  cpu/req ka %s new %s\n' \
+			"$nw" "$(paired $setup tether keepalive rps tether1)" "$(paired $setup tether close rps tether1)" \
+			"$(paired $setup tether keepalive cpu tether1)" "$(paired $setup tether close cpu tether1)" |
+			tee -a "$results/$setup/ratios.txt"
+	fi
 	[ -n "$baseline" ] || continue
 	printf '  tether against base (%s): keepalive %s  newconn %s  p99(ka) %s  p99(new) %s  cpu/req ka %s new %s\n' \
 		"$baseline" "$(paired $setup tether keepalive rps base)" "$(paired $setup tether close rps base)" \

@@ -1,7 +1,7 @@
 /*
  * tether-sim - users: arrivals, visits, think times (see model.h).
  *
- * A user arrives (Poisson, at clients_rate), logs in on the pod that serves
+ * A user arrives (Poisson, at sim_arrival_rate), logs in on the pod that serves
  * its first request, then views a geometric number of pages with
  * exponential think times in between, and leaves.  Every request ends in
  * user_next() exactly once, answered or failed, so an active user always
@@ -16,7 +16,7 @@
 
 /* Arrival rate at time t (users/s): constant, a linear ramp, or a day
  * curve whose mean over 24 h is user_rate and whose peak is 1.8 x. */
-double clients_rate(const struct sim_params *p, double t)
+double sim_arrival_rate(const struct sim_params *p, double t)
 {
 	if (p->daily)
 		return p->user_rate * (1.0 - 0.8 * cos(2 * M_PI * (t - 4 * 3600.0) / 86400.0));
@@ -67,15 +67,25 @@ uint32_t user_new(struct sim *S)
 	u->flags = U_ACTIVE;
 	u->addr = p->users_per_address > 1 ? (uint32_t)(lb_rng_next(&S->rng) % (S->nusers / p->users_per_address + 1))
 	                                   : (uint32_t)lb_rng_next(&S->rng);
-	/* a geometric number of pages with the configured mean, by inversion:
-	 * P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)) */
-	{
-		double q = 1.0 / (p->pages < 1 ? 1 : p->pages);
-		double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(&S->rng)) / log1p(-q));
-
-		u->pages_left = (uint16_t)fmin(n, 60000);
-	}
+	u->pages_left = (uint16_t)sim_visit_pages(p, &S->rng);
 	return id;
+}
+
+/* A geometric number of requests with mean `pages`, by inversion:
+ * P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)).  One visit of
+ * one page draws nothing (the random stream, hence every result of a
+ * seed, depends on it). */
+unsigned sim_visit_pages(const struct sim_params *p, struct lb_rng *rng)
+{
+	double q = 1.0 / (p->pages < 1 ? 1 : p->pages);
+	double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(rng)) / log1p(-q));
+
+	return (unsigned)fmin(n, 60000);
+}
+
+bool sim_address_changes(const struct sim_params *p, struct lb_rng *rng)
+{
+	return p->address_change > 0 && lb_rng_double(rng) < p->address_change;
 }
 
 static void user_leave(struct sim *S, uint32_t id)

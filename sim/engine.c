@@ -84,7 +84,7 @@ static void on_arrival(struct sim *S)
 	if (uid != UINT32_MAX)
 		route_request(S, uid);
 	if (p->stop_at_s < 0 || now_s(S) < p->stop_at_s)
-		push(S, now_s(S) + expo(S, 1.0 / clients_rate(p, now_s(S))), EV_ARRIVAL, 0, 0);
+		push(S, now_s(S) + expo(S, 1.0 / sim_arrival_rate(p, now_s(S))), EV_ARRIVAL, 0, 0);
 }
 
 static void on_scale(struct sim *S)
@@ -173,7 +173,7 @@ static void schedule_start(struct sim *S)
 		pod_new(S, true);
 	S->spec = p->pods;
 	S->hpa.desired = p->pods;
-	push(S, expo(S, 1.0 / clients_rate(p, 0)), EV_ARRIVAL, 0, 0);
+	push(S, expo(S, 1.0 / sim_arrival_rate(p, 0)), EV_ARRIVAL, 0, 0);
 	push(S, p->report_s, EV_REPORT, 0, 0);
 	if (p->hpa)
 		push(S, p->hpa_sync_s, EV_HPA, 0, 0);

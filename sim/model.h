@@ -202,7 +202,6 @@ void sim_mark(struct sim *S, int64_t lost, uint64_t live, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* clients.c: users and their visits */
-double clients_rate(const struct sim_params *p, double t);
 uint32_t user_new(struct sim *S);
 /* The user's request ended (answered or failed): next page after a think
  * time, or the end of the visit. */

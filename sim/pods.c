@@ -455,7 +455,7 @@ void route_request(struct sim *S, uint32_t uid)
 	struct lb_key k;
 
 	memset(&k, 0, sizeof(k));
-	if (S->p->address_change > 0 && (u->flags & U_LOGGED_IN) && lb_rng_double(&S->rng) < S->p->address_change)
+	if ((u->flags & U_LOGGED_IN) && sim_address_changes(S->p, &S->rng))
 		u->addr = (uint32_t)lb_rng_next(&S->rng);       /* a mobile user moved networks */
 	k.addr.len = 4;
 	memcpy(k.addr.bytes, &u->addr, 4);

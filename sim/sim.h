@@ -201,4 +201,18 @@ int sim_hpa_desired(int current, int util_percent, double target_percent);
 /* Scale-up limit of the default behavior: max(2c, c+4) per period. */
 int sim_hpa_scale_up_limit(int current);
 
+/*
+ * The client model's draws (sim/clients.c), shared with tether-load so
+ * that the live lab's users are the simulator's users.
+ */
+/* Users arriving per second at time t: constant, a linear ramp, or the day
+ * curve (mean user_rate over 24 h, peak 1.8 x at 16:00). */
+double sim_arrival_rate(const struct sim_params *p, double t);
+/* A visit's number of requests, the login included (geometric with mean
+ * `pages`), drawn from rng (nothing drawn when pages <= 1). */
+unsigned sim_visit_pages(const struct sim_params *p, struct lb_rng *rng);
+/* Whether a logged-in user's address changes at this request (a mobile
+ * user moving networks), drawn from rng (nothing drawn when it cannot). */
+bool sim_address_changes(const struct sim_params *p, struct lb_rng *rng);
+
 #endif

@@ -31,18 +31,6 @@
 
 #define PROBE_TIMEOUT_MS 3000
 
-/* A copy of sim/clients.c clients_rate(), internal there (see user.c on
- * the copies): constant, a linear ramp, or a day curve whose mean over 24 h is
- * user_rate and whose peak (16:00) is 1.8 x. */
-static double arrival_rate(const struct sim_params *p, double t)
-{
-	if (p->daily)
-		return p->user_rate * (1.0 - 0.8 * cos(2 * M_PI * (t - 4 * 3600.0) / 86400.0));
-	if (p->ramp_s > 0)
-		return p->user_rate + (p->ramp_to - p->user_rate) * fmin(1.0, t / p->ramp_s);
-	return p->user_rate;
-}
-
 /* Arms w to fire at model time t. */
 static void arm(struct load *L, ev_timer *w, double t)
 {
@@ -61,7 +49,7 @@ static void arrival_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		double at = L->next_arrival;
 
 		user_arrive(L, at);
-		L->next_arrival = at + sim_expo_draw(&L->zig, &L->rng) / arrival_rate(p, at);
+		L->next_arrival = at + sim_expo_draw(&L->zig, &L->rng) / sim_arrival_rate(p, at);
 		if ((p->stop_at_s >= 0 && at >= p->stop_at_s) || L->next_arrival >= p->duration_s)
 			L->arrivals_over = true;
 	}
@@ -223,7 +211,7 @@ static void start_timers(struct load *L)
 	ev_now_update(L->loop);
 	L->t0 = ev_now(L->loop);
 	/* sim_run(): the first user an exponential time after 0 */
-	L->next_arrival = sim_expo_draw(&L->zig, &L->rng) / arrival_rate(L->p, 0);
+	L->next_arrival = sim_expo_draw(&L->zig, &L->rng) / sim_arrival_rate(L->p, 0);
 	L->arrivals_over = L->next_arrival >= L->p->duration_s;
 	if (!L->arrivals_over)
 		arm(L, &L->arrival, L->next_arrival);

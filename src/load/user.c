@@ -37,29 +37,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 /*
  * --- the simulator's draws ---
  *
- * These copy parts of sim/clients.c user_new() (the geometric page count,
- * the address choice) and of pods.c route_request() (the address change);
- * load.c copies clients_rate().  sim.h does not export them; they belong
- * there (e.g. sim_arrival_rate(), sim_pages()) so that both programs call
- * one definition - until then a change to one must be made to the other
- * (tests/load/test_load.py model_matches_sim holds the outcome against
- * tether-sim).  What differs, because real time is not virtual: each user
- * draws from its own generator (seeded from the arrival stream), so a seed
- * fixes each user's pages, think times and items whatever order the
- * answers come back in; and the address space is --addresses loopback
- * addresses, not 2^32.
+ * The arrival rate, the pages of a visit and the address changes are the
+ * simulator's own functions (sim.h: sim_arrival_rate, sim_visit_pages,
+ * sim_address_changes).  What differs, because real time is not virtual:
+ * each user draws from its own generator (seeded from the arrival stream),
+ * so a seed fixes each user's pages, think times and items whatever order
+ * the answers come back in; and the address space is --addresses loopback
+ * addresses, not 2^32 (below).
  */
-
-/* clients.c user_new(): a geometric number of requests with mean `pages`, by
- * inversion: P(n > k) = (1 - q)^k, so n = 1 + floor(ln U / ln(1 - q)).
- * The first request is the login, as in the simulator. */
-static uint32_t pages(const struct sim_params *p, struct lb_rng *rng)
-{
-	double q = 1.0 / (p->pages < 1 ? 1 : p->pages);
-	double n = q >= 1 ? 1 : 1 + floor(log(1.0 - lb_rng_double(rng)) / log1p(-q));
-
-	return (uint32_t)fmin(n, 60000);
-}
 
 /*
  * clients.c user_new(): with users_per_address > 1, a user takes one of
@@ -84,13 +69,6 @@ static uint32_t address(struct load *L, struct lu_user *u)
 	a = L->addr_next;
 	L->addr_next = (L->addr_next + 1) % n;
 	return a;
-}
-
-/* pods.c route_request(): a logged-in (mobile) user moves networks with
- * probability address_change per request. */
-static bool address_changes(const struct sim_params *p, struct lb_rng *rng)
-{
-	return p->address_change > 0 && lb_rng_double(rng) < p->address_change;
 }
 
 /* --- users --- */
@@ -178,7 +156,7 @@ static void leave(struct load *L, struct lu_user *u)
 /* pods.c route_request(): the next request of u, due now (model time u->sched). */
 static void request(struct load *L, struct lu_user *u)
 {
-	if (u->logged_in && address_changes(L->p, &u->rng) && L->o->addresses) {
+	if (u->logged_in && sim_address_changes(L->p, &u->rng) && L->o->addresses) {
 		u->addr = (uint32_t)(lb_rng_next(&u->rng) % L->o->addresses);
 		conn_close(L, u);               /* a new network: a new connection */
 	}
@@ -366,7 +344,7 @@ void user_arrive(struct load *L, double at)
 	L->s.users++;
 	u->seq = L->s.users;
 	lb_rng_seed(&u->rng, lb_rng_next(&L->rng));
-	u->pages_left = pages(L->p, &u->rng);
+	u->pages_left = sim_visit_pages(L->p, &u->rng);
 	u->addr = address(L, u);
 	u->session_pod = -1;
 	u->sched = at;

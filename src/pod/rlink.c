@@ -17,6 +17,11 @@
  * Sentinel: "Guidelines for Redis clients with support for Redis Sentinel"
  * (redis.io/docs/reference/sentinel-clients): ask the sentinels in turn,
  * check ROLE on the address given, and reconnect on +switch-master.
+ *
+ * Longer than our usual file: the link is one state machine (connect,
+ * ask the sentinels, check the role, subscribe, back off, reconnect) whose
+ * hiredis lifetime rules above hold for every state; split, each part would
+ * need them all.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -106,14 +106,16 @@ def test_open_loop_rate_held():
     # (how late the writes were, send_lag_p99_ms, is reported, not asserted:
     # about 1.5 ms on an idle machine, but a starved or sanitized process is
     # late, and that is what the latency figures must show, not hide)
-    # The server saw no gap: every 2 s window holds at least half its share
-    # (the server's own clock, so its stalls count too: the bound is loose).
+    # The server saw no gap: every 4 s (two 2 s windows) holds at least half
+    # its share.  The server's own clock, so a stall of the machine counts
+    # too (one starved second, caught up in the next, was seen under load):
+    # the bound is loose, a load that stopped for seconds still fails it.
     t0 = min(b.times)
     win = [0] * (secs // 2)
     for t in b.times:
         if int(t - t0) // 2 < len(win):
             win[int(t - t0) // 2] += 1
-    assert min(win[:-1]) > rate, win
+    assert min(win[i] + win[i + 1] for i in range(len(win) - 2)) > 2 * rate, win
     assert j["latency_p50_ms"] >= 250, j
 
 
