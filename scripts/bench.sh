@@ -5,8 +5,11 @@
 # HAProxy and keeps raw wrk output in bench/results/.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both]
-#                    [--only tether,haproxy,nginx,direct] [--baseline REV]
+#                    [--only tether,nolog,haproxy,nginx,direct] [--baseline REV]
 #                    [--workers N]
+#
+# nolog is tether with log = "off": tether's ratios against it are what
+# logging one text line per connection to a file costs (printed per setup).
 #
 # --workers N runs every proxy with N threads or processes (tether
 # global.workers, HAProxy nbthread, nginx worker_processes), and tether with
@@ -34,7 +37,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-runs=5 dur=8 only="direct,tether,haproxy,nginx" idle=2000 setups="pinned shared" baseline="" nw=1
+runs=5 dur=8 only="direct,tether,nolog,haproxy,nginx" idle=2000 setups="pinned shared" baseline="" nw=1
 usage="usage: scripts/bench.sh [--quick] [--runs N] [--setup pinned|shared|both] [--only LIST] [--baseline REV] [--workers N]"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -68,7 +71,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 P1W=19084
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 P1W=19084 PO=19085
 if [ -n "$baseline" ]; then
 	git worktree add --detach "$work/base" "$baseline" >/dev/null 2>&1 ||
 		{ echo "bench: cannot check out $baseline" >&2; exit 2; }
@@ -128,6 +131,11 @@ if [ -n "$baseline" ]; then
 	sed "s/127.0.0.1:$PT/127.0.0.1:$PB/; s|$work/tether.log|$work/base.log|" "$work/tether.conf" > "$work/base.conf"
 	"$work/base/build/src/tether" -c "$work/base.conf" & pids="$pids $!"; bpid=$!
 fi
+opid=""
+case ",$only," in *,nolog,*)
+	sed "s/127.0.0.1:$PT/127.0.0.1:$PO/; s|log = \"$work/tether.log\"|log = \"off\"|" "$work/tether.conf" > "$work/nolog.conf"
+	"$build/src/tether" -c "$work/nolog.conf" & pids="$pids $!"; opid=$! ;;
+esac
 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
 sleep 1
@@ -160,7 +168,7 @@ place() {
 	if [ "$1" = pinned ]; then back=$load_cpus prox=$prox_cpus wrkcpu=$load_cpus
 	else back=$all_cpus prox=$all_cpus wrkcpu=$all_cpus; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
-	for p in $tpid $bpid $t1pid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+	for p in $tpid $bpid $t1pid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
 
 # one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
@@ -210,7 +218,7 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 
 port_of() {
 	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;;
-	tether1) echo $P1W ;; esac
+	tether1) echo $P1W ;; nolog) echo $PO ;; esac
 }
 pid_of() {
 	case $1 in
@@ -218,6 +226,7 @@ pid_of() {
 	tether) echo $tpid ;;
 	base) echo $bpid ;;
 	tether1) echo $t1pid ;;
+	nolog) echo $opid ;;
 	haproxy) echo $hpid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
 	       echo $(pgrep -P "$p" || echo "$p") ;;       # the workers are the master's children
@@ -225,7 +234,7 @@ pid_of() {
 }
 
 who_list=""
-for who in direct tether tether1 base haproxy nginx; do
+for who in direct tether tether1 nolog base haproxy nginx; do
 	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
@@ -295,9 +304,16 @@ for setup in $setups; do
 			"$(figure $setup $who close p50)" "$(figure $setup $who close p99)" "$mem" \
 			"$(figure $setup $who keepalive cpu)" "$(figure $setup $who close cpu)" | tee -a "$results/$setup/table.txt"
 	done
+	case " $who_list " in *" nolog "*)
+		printf '  tether (text log to a file) against nolog (log = "off"): keepalive %s  newconn %s  p99(ka) %s  p99(new) %s  cpu/req ka %s new %s\n' \
+			"$(paired $setup tether keepalive rps nolog)" "$(paired $setup tether close rps nolog)" \
+			"$(paired $setup tether keepalive p99 nolog)" "$(paired $setup tether close p99 nolog)" \
+			"$(paired $setup tether keepalive cpu nolog)" "$(paired $setup tether close cpu nolog)" |
+			tee -a "$results/$setup/ratios.txt" ;;
+	esac
 	case " $who_list " in *" haproxy "*) ;; *) continue ;; esac
 	echo "ratios against HAProxy, median of the per-round ratios (higher is better for rates, lower for the rest):" |
-		tee "$results/$setup/ratios.txt"
+		tee -a "$results/$setup/ratios.txt"
 	for who in $who_list; do
 		[ $who = haproxy ] || [ $who = direct ] && continue
 		eval "mem=\$mem_$who"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
-#   scripts/fuzz.sh [SECONDS]     (default 60)
+#   scripts/fuzz.sh [SECONDS]     (default 60, per target)
 # Exits non-zero when a target crashes.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,15 +11,27 @@ scripts/install-deps.sh test
 if [ ! -f "$dir/build.ninja" ]; then
 	CC=clang meson setup "$dir" -Dfuzz=true -Dtests=true --buildtype=debugoptimized >/dev/null
 fi
-ninja -C "$dir" tests/fuzz/fuzz_http >/dev/null
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cp tests/fuzz/corpus/* "$work/"
-"$dir/tests/fuzz/fuzz_http" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 "$work" 2>&1 |
-	grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done' || true
-# libFuzzer's exit status is lost in the pipe: a crash leaves a crash- file.
-if ls crash-* leak-* timeout-* >/dev/null 2>&1; then
-	echo "fuzz_http: crash found (crash-* files in $(pwd))"
-	exit 1
-fi
-echo "fuzz_http: no crash in ${secs}s"
+status=0
+# target:corpus folder
+for t in fuzz_http:corpus fuzz_proxy:corpus-proxy; do
+	name=${t%%:*}; corpus=tests/fuzz/${t#*:}
+	ninja -C "$dir" "tests/fuzz/$name" >/dev/null
+	work=$(mktemp -d)
+	cp "$corpus"/* "$work/"
+	out=$(mktemp -d)
+	(cd "$out" && "$top/$dir/tests/fuzz/$name" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 "$work" 2>&1) |
+		grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done' || true
+	# libFuzzer's exit status is lost in the pipe: a crash leaves a crash- file.
+	# (one `ls` of three globs fails when any one of them matches nothing)
+	found=$(find "$out" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \) | head -n 1)
+	if [ -n "$found" ]; then
+		mkdir -p fuzz-crashes
+		cp "$out"/crash-* "$out"/leak-* "$out"/timeout-* fuzz-crashes/ 2>/dev/null || true
+		echo "$name: crash found (inputs in $top/fuzz-crashes)"
+		status=1
+	else
+		echo "$name: no crash in ${secs}s"
+	fi
+	rm -rf "$work" "$out"
+done
+exit $status

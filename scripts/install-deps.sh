@@ -4,8 +4,8 @@
 # Needs root (apt-get) when something is missing; does nothing otherwise.
 set -eu
 
-pkgs_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libxxhash-dev libconfig-dev libhiredis-dev"
-pkgs_test="libcmocka-dev python3 valgrind clang libclang-rt-14-dev redis-server curl procps"
+pkgs_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libxxhash-dev libconfig-dev libhiredis-dev libc-ares-dev"
+pkgs_test="libcmocka-dev python3 valgrind clang libclang-rt-14-dev redis-server curl procps chromium"
 pkgs_lab="redis-server redis-sentinel"
 pkgs_bench="haproxy nginx libnginx-mod-stream wrk linux-perf"
 pkgs_plot="gnuplot-nox"

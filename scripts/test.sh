@@ -65,7 +65,7 @@ if [ -z "${QUICK:-}" ]; then
 	fi
 	if [ -x scripts/fuzz.sh ]; then
 		if scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; then r=OK; else r=FAIL; status=1; fi
-		printf '{"name": "fuzz_http", "result": "%s"}\n' "$r" > "$logs/fuzz.json"
+		printf '{"name": "fuzz", "result": "%s"}\n' "$r" > "$logs/fuzz.json"
 	fi
 fi
 

@@ -353,6 +353,11 @@ static void read_backend(struct cfg_ctx *c, const config_setting_t *bl, const ch
 		p->pods = p->be.nservers;
 		if (n > 1)
 			cfg_error(c, bl, "backends", "the simulator balances one backend");
+		for (int i = 0; i < p->be.nservers; i++)
+			if (p->be.servers[i].resolve != CFG_RESOLVE_NONE)
+				cfg_error_line(c, p->be.servers[i].line, "backends.[0].servers",
+				               "resolve is the balancer's DNS discovery; the simulator's pods are servers "
+				               "with addresses (or pods.count)");
 	}
 	cfg_free_backends(b, n);
 }

@@ -56,12 +56,25 @@ struct cfg_timeouts {
 	uint32_t http_request_ms;       /* cookie peek, default 5s */
 };
 
+enum cfg_resolve { CFG_RESOLVE_NONE = 0, CFG_RESOLVE_A, CFG_RESOLVE_AAAA, CFG_RESOLVE_SRV };
+
+/* A resolved entry's name becomes the prefix of its servers' names
+ * ("pods-10.1.2.3-8080"): short enough that an IPv6 address fits. */
+#define CFG_RESOLVE_NAME_MAX 16
+
 struct cfg_server {
 	char name[LB_NAME_MAX];
-	struct cfg_addr addr;
+	struct cfg_addr addr;           /* unused by a resolve entry (addr.len 0) */
 	unsigned weight;                /* default 1 */
 	unsigned maxconn;               /* 0 = unlimited */
 	bool backup;
+	/* DNS service discovery: not a server but a name whose addresses
+	 * become servers (src/daemon/io/resolve.c) */
+	enum cfg_resolve resolve;       /* NONE: a plain server */
+	char host[254];                 /* the name to resolve (A/AAAA: from "NAME:PORT"; SRV: the SRV name) */
+	uint16_t port;                  /* A/AAAA: the servers' port; SRV gives its own */
+	uint32_t interval_ms;           /* between resolutions; default 5s */
+	unsigned max;                   /* servers at most; default 32 */
 	int line;
 };
 
@@ -74,6 +87,7 @@ struct cfg_backend {
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
 	struct cfg_health health;
+	int send_proxy;                 /* PROXY protocol version written to servers: 0 (none), 1 or 2 */
 	struct cfg_server *servers;
 	int nservers;
 	int line;
@@ -86,6 +100,8 @@ struct cfg_frontend {
 	char backend_name[LB_NAME_MAX];
 	int backend;                    /* index into config->backends */
 	unsigned maxconn;               /* 0 = only the global limit */
+	bool accept_proxy;              /* a PROXY v1/v2 header starts every connection */
+	uint32_t proxy_timeout_ms;      /* to receive it; default 5s */
 	int line;
 };
 
@@ -94,10 +110,14 @@ struct cfg_global {
 	bool cpu_affinity;              /* pin worker i to CPU i */
 	int accept;                     /* enum cfg_accept, default reuseport */
 	unsigned maxconn;               /* default 20000 */
-	char log[256];                  /* "stderr" (default) or a path */
+	char log[256];                  /* "stderr" (default), "off", "syslog" or a file path */
+	int log_format;                 /* 0 text (default), 1 json */
+	char log_syslog[108];           /* "syslog": its unix socket, default "/dev/log" */
+	int log_facility;               /* "syslog": default 3 (daemon) */
 	char admin[108];                /* unix socket path, "" = none */
 	struct cfg_addr metrics;        /* metrics.len == 0: none */
 	uint32_t drain_timeout_ms;      /* default 30s */
+	char resolvers[512];            /* name servers "ip:port,..." for resolve entries; "" = /etc/resolv.conf */
 };
 
 struct tether_config {

@@ -116,6 +116,66 @@ static void read_binds(struct cfg_ctx *c, const config_setting_t *f, const char 
 	}
 }
 
+static const char *const log_formats[] = { "text", "json", NULL };
+static const char *const facilities[] = { "user", "daemon", "local0", "local1", "local2", "local3", "local4",
+                                          "local5", "local6", "local7", NULL };
+static const int facility_values[] = { 1, 3, 16, 17, 18, 19, 20, 21, 22, 23 };
+static const struct cfg_field log_fields[] = {
+	{ .name = "target", .type = CT_STRING, GL(log), .flags = CF_REQUIRED },
+	{ .name = "format", .type = CT_ENUM, GL(log_format), .choices = log_formats },
+	{ .name = "syslog_socket", .type = CT_STRING, GL(log_syslog) },
+	{ .name = "facility", .type = CT_ENUM, GL(log_facility), .choices = facilities, .values = facility_values },
+};
+static const struct cfg_group log_group = CFG_GROUP("global.log", log_fields);
+
+/* log = "stderr" | "off" | "syslog" | FILE, or a group { target = ...; format = ...; } */
+static void read_log(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                     void *base)
+{
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	struct cfg_global *out = base;
+
+	if (s && config_setting_type(s) == CONFIG_TYPE_GROUP)
+		cfg_read_group(c, s, "global.log", &log_group, out);
+	else
+		cfg_get_string(c, g, path, f->name, out->log, sizeof(out->log));
+	if (!out->log[0])
+		cfg_error(c, s, "global.log", "must name a target: \"stderr\", \"off\", \"syslog\" or a file");
+}
+
+/* resolvers = [ "10.96.0.10:53", "[fd00::a]:53" ]: the name servers of
+ * resolve entries, as c-ares's "ip:port,..." list. */
+static void read_resolvers(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                           void *base)
+{
+	const config_setting_t *l = config_setting_get_member(g, f->name);
+	struct cfg_global *out = base;
+
+	if (!l)
+		return;
+	if (config_setting_type(l) != CONFIG_TYPE_ARRAY && config_setting_type(l) != CONFIG_TYPE_LIST) {
+		cfg_error(c, l, "global.resolvers", "must be a list of addresses such as [ \"10.96.0.10:53\" ]");
+		return;
+	}
+	for (int i = 0; i < config_setting_length(l); i++) {
+		const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
+		size_t used = strlen(out->resolvers);
+		struct cfg_addr a;
+		char p[48];
+
+		snprintf(p, sizeof(p), "global.resolvers.[%d]", i);
+		if (!v || cfg_parse_addr(v, &a) < 0 || a.ss.ss_family == 0)
+			cfg_error(c, e, p, "must be a name server address such as \"10.96.0.10:53\" or \"[fd00::a]:53\"");
+		else if (used + strlen(v) + 2 > sizeof(out->resolvers))
+			cfg_error(c, e, p, "too many name servers");
+		else
+			snprintf(out->resolvers + used, sizeof(out->resolvers) - used, "%s%s", used ? "," : "", v);
+	}
+	if (config_setting_length(l) == 0)
+		cfg_error(c, l, "global.resolvers", "must name at least one address (leave it out for /etc/resolv.conf)");
+}
+
 static const char *const accept_modes[] = { "reuseport", "shared", NULL };
 static const int accept_values[] = { CFG_ACCEPT_REUSEPORT, CFG_ACCEPT_SHARED };
 
@@ -125,16 +185,19 @@ static const struct cfg_field global_fields[] = {
 	{ .name = "cpu_affinity", .type = CT_BOOL, GL(cpu_affinity) },
 	{ .name = "accept", .type = CT_ENUM, GL(accept), .choices = accept_modes, .values = accept_values },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
-	{ .name = "log", .type = CT_STRING, GL(log) },
+	{ .name = "log", .type = CT_CUSTOM, .read = read_log },
 	{ .name = "admin", .type = CT_STRING, GL(admin) },
 	{ .name = "metrics", .type = CT_CUSTOM, .read = read_metrics },
 	{ .name = "drain_timeout", .type = CT_DURATION, GL(drain_timeout_ms), .min = 0, .max = 3600000 },
+	{ .name = "resolvers", .type = CT_CUSTOM, .read = read_resolvers },
 };
 static const struct cfg_field frontend_fields[] = {
 	{ .name = "name", .type = CT_NAME, FE(name), .flags = CF_REQUIRED },
 	{ .name = "bind", .type = CT_CUSTOM, .read = read_binds },
 	{ .name = "backend", .type = CT_STRING, FE(backend_name), .flags = CF_REQUIRED },
 	{ .name = "maxconn", .type = CT_INT, FE(maxconn), .min = 0, .max = 10000000 },
+	{ .name = "accept_proxy", .type = CT_BOOL, FE(accept_proxy) },
+	{ .name = "proxy_timeout", .type = CT_DURATION, FE(proxy_timeout_ms), .min = 100, .max = 600000 },
 };
 static const struct cfg_field top_fields[] = {
 	{ .name = "global", .type = CT_CUSTOM }, { .name = "frontends", .type = CT_CUSTOM },
@@ -152,6 +215,7 @@ const struct cfg_group *cfg_schema(void)
 		size_t n = 0;
 
 		all[n++] = global_group;
+		all[n++] = log_group;
 		all[n++] = frontend_group;
 		for (; be->path && n < sizeof(all) / sizeof(all[0]) - 1; be++)
 			all[n++] = *be;
@@ -164,6 +228,8 @@ static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cf
 	out->workers = 1;
 	out->maxconn = 20000;
 	strcpy(out->log, "stderr");
+	strcpy(out->log_syslog, "/dev/log");
+	out->log_facility = 3;
 	out->drain_timeout_ms = 30000;
 	if (g)
 		cfg_read_group(c, g, "global", &global_group, out);
@@ -173,6 +239,7 @@ static void parse_frontend(struct cfg_ctx *c, const config_setting_t *f, const c
                            struct cfg_frontend *out)
 {
 	out->line = config_setting_source_line(f);
+	out->proxy_timeout_ms = 5000;
 	cfg_read_group(c, f, path, &frontend_group, out);
 }
 

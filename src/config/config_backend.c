@@ -139,11 +139,64 @@ static void check_path(struct cfg_ctx *c, const config_setting_t *g, const char 
 	cfg_error(c, config_setting_get_member(g, f->name), full, "must start with /");
 }
 
+/* A DNS name: labels of [A-Za-z0-9_-] (underscore for SRV's _service._proto),
+ * 1..63 bytes each, separated by dots, 253 bytes at most (RFC 1035 2.3.4);
+ * a trailing dot (an absolute name) is allowed. */
+static bool is_dns_name(const char *n)
+{
+	size_t len = strlen(n), label = 0;
+
+	if (len == 0 || len > 253 || n[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (n[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (isalnum((unsigned char)n[i]) || n[i] == '-' || n[i] == '_') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* address of a resolve entry: "NAME:PORT" (A, AAAA) or "NAME" (SRV). */
+static void read_resolve_address(struct cfg_ctx *c, const config_setting_t *s, const char *full, struct cfg_server *sv,
+                                 const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+	char *end;
+	long port = 0;
+
+	if (sv->resolve == CFG_RESOLVE_SRV) {
+		if (colon || !is_dns_name(addr))
+			cfg_error(c, s, full, "\"%s\" is not an SRV name like \"_http._tcp.pods.default.svc.cluster.local\" "
+			          "(SRV records give the port)", addr);
+		else
+			memcpy(sv->host, addr, strlen(addr) + 1);      /* is_dns_name: at most 253 bytes */
+		return;
+	}
+	if (colon && colon[1] >= '0' && colon[1] <= '9')
+		port = strtol(colon + 1, &end, 10);
+	if (!colon || port < 1 || port > 65535 || *end || (size_t)(colon - addr) >= sizeof(sv->host)) {
+		cfg_error(c, s, full, "\"%s\" is not a name and port like \"pods.default.svc.cluster.local:8080\"", addr);
+		return;
+	}
+	memcpy(sv->host, addr, (size_t)(colon - addr));
+	sv->host[colon - addr] = '\0';
+	sv->port = (uint16_t)port;
+	if (!is_dns_name(sv->host))
+		cfg_error(c, s, full, "\"%s\" is not a DNS name", sv->host);
+}
+
 static void read_address(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
                          void *base)
 {
 	struct cfg_server *s = base;
-	char addr[160], full[112];
+	char addr[300], full[112];
 
 	snprintf(full, sizeof(full), "%s.%s", path, f->name);
 	switch (cfg_get_string(c, g, path, f->name, addr, sizeof(addr))) {
@@ -151,7 +204,9 @@ static void read_address(struct cfg_ctx *c, const config_setting_t *g, const cha
 		cfg_error(c, g, path, "missing \"address\"");
 		break;
 	case 1:
-		if (cfg_parse_addr(addr, &s->addr) < 0 || s->addr.ss.ss_family == 0)
+		if (s->resolve != CFG_RESOLVE_NONE)
+			read_resolve_address(c, config_setting_get_member(g, f->name), full, s, addr);
+		else if (cfg_parse_addr(addr, &s->addr) < 0 || s->addr.ss.ss_family == 0)
 			cfg_error(c, config_setting_get_member(g, f->name), full,
 			          "\"%s\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"", addr);
 		break;
@@ -168,6 +223,8 @@ static const char *const check_types[] = { "tcp", "http", NULL };
 static const int check_type_values[] = { CFG_CHECK_TCP, CFG_CHECK_HTTP };
 static const char *const on_downs[] = { "keep", "close", NULL };
 static const int on_down_values[] = { CFG_ON_DOWN_KEEP, CFG_ON_DOWN_CLOSE };
+static const char *const proxy_versions[] = { "v1", "v2", NULL };
+static const int proxy_version_values[] = { 1, 2 };
 
 /* The algorithms' own rules (prime table, balance factor 0 or > 100) are
  * checked by lb_params_validate: these limits only bound the type. */
@@ -206,9 +263,31 @@ static const struct cfg_field health_fields[] = {
 	{ .name = "observe", .type = CT_BOOL, BE(params.observe) },
 	{ .name = "on_down", .type = CT_ENUM, BE(health.on_down), .choices = on_downs, .values = on_down_values },
 };
+static const char *const resolve_types[] = { "A", "AAAA", "SRV", NULL };
+static const int resolve_values[] = { CFG_RESOLVE_A, CFG_RESOLVE_AAAA, CFG_RESOLVE_SRV };
+
+/* A resolve entry's name prefixes its servers' names (CFG_RESOLVE_NAME_MAX). */
+static void check_resolve(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                          void *base)
+{
+	const struct cfg_server *s = base;
+	char full[112];
+
+	snprintf(full, sizeof(full), "%s.name", path);
+	if (strlen(s->name) > CFG_RESOLVE_NAME_MAX)
+		cfg_error(c, config_setting_get_member(g, "name"), full, "with resolve, at most %d characters (it "
+		          "prefixes the names of the servers found, which must fit an IPv6 address)", CFG_RESOLVE_NAME_MAX);
+}
+
+/* resolve comes before address: it decides how address reads.  interval
+ * and max belong to resolve entries (checked in read_servers). */
 static const struct cfg_field server_fields[] = {
 	{ .name = "name", .type = CT_NAME, SV(name), .flags = CF_REQUIRED },
+	{ .name = "resolve", .type = CT_ENUM, SV(resolve), .choices = resolve_types, .values = resolve_values,
+	  .read = check_resolve },
 	{ .name = "address", .type = CT_CUSTOM, .read = read_address },
+	{ .name = "interval", .type = CT_DURATION, SV(interval_ms), .min = 100, .max = 86400000 },
+	{ .name = "max", .type = CT_INT, SV(max), .min = 1, .max = 1024 },
 	{ .name = "weight", .type = CT_INT, SV(weight), .min = 0, .max = LB_WEIGHT_MAX },
 	{ .name = "maxconn", .type = CT_INT, SV(maxconn), .min = 0, .max = 10000000 },
 	{ .name = "backup", .type = CT_BOOL, SV(backup) },
@@ -270,8 +349,13 @@ static void read_servers(struct cfg_ctx *c, const config_setting_t *g, const cha
 
 		snprintf(spath, sizeof(spath), "%s.[%d]", sub, i);
 		s->weight = 1;
+		s->interval_ms = 5000;
+		s->max = 32;
 		s->line = config_setting_source_line(e);
 		cfg_read_group(c, e, spath, &server_group, s);
+		if (s->resolve == CFG_RESOLVE_NONE && e && config_setting_type(e) == CONFIG_TYPE_GROUP &&
+		    (config_setting_get_member(e, "interval") || config_setting_get_member(e, "max")))
+			cfg_error_line(c, s->line, spath, "interval and max go with resolve = \"A\" | \"AAAA\" | \"SRV\"");
 		for (int j = 0; j < i; j++)
 			if (s->name[0] && strcmp(s->name, b->servers[j].name) == 0)
 				cfg_error_line(c, s->line, spath, "server name \"%s\" is used twice in this backend", s->name);
@@ -290,6 +374,7 @@ static const struct cfg_field backend_fields[] = {
 	SUBGROUP("timeouts", timeout_group),
 	{ .name = "retries", .type = CT_INT, BE(params.retries), .min = 0, .max = LB_RETRIES_MAX },
 	SUBGROUP("health", health_group),
+	{ .name = "send_proxy", .type = CT_ENUM, BE(send_proxy), .choices = proxy_versions, .values = proxy_version_values },
 	{ .name = "servers", .type = CT_CUSTOM, .read = read_servers },
 };
 #undef SUBGROUP

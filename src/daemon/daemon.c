@@ -120,7 +120,8 @@ void tether_drain(struct tether *t, const char *why)
 	workers_call(t->w, t->nw, drain_worker, NULL);
 	listeners_close(rt->gen);
 	ctl_stop(&t->admin);
-	ctl_stop(&t->metrics);
+	metrics_stop(&t->metrics);
+	resolver_stop(&t->res);
 	checks_stop(rt->gen);
 	if (T_LOAD(&rt->active) == 0) {
 		ev_break(t->loop, EVBREAK_ALL);
@@ -170,19 +171,34 @@ static void go_live(struct tether *t, struct t_gen *g)
 	checks_start(&t->w[0], g);
 }
 
-static void log_fd(struct t_worker *w, void *fd)
+static void log_fd(struct t_worker *w, void *instance_log)
 {
 	if (w->log == &w->own_log)
-		log_set_fd(w->log, (int)(intptr_t)fd);
+		log_follow(w->log, instance_log);
 }
 
-/* After the instance's log moved to a new file: the workers follow, then
- * the old file closes. */
+/* After the instance's log moved to a new file (or format): the workers
+ * follow, then the old file closes. */
 static void workers_follow_log(struct tether *t, int old_fd)
 {
-	workers_call(t->w, t->nw, log_fd, (void *)(intptr_t)t->log.fd);
+	workers_call(t->w, t->nw, log_fd, &t->log);
 	if (old_fd >= 0)
 		close(old_fd);
+}
+
+/* Logs where and how global.log says. */
+static int open_log(struct tether *t, const struct cfg_global *gl, int *old_fd, char **err)
+{
+	const struct log_target lt = { .where = gl->log, .format = (enum log_format)gl->log_format,
+	                               .syslog_socket = gl->log_syslog, .facility = gl->log_facility };
+
+	return log_open_target(&t->log, &lt, old_fd, err);
+}
+
+static bool same_log(const struct cfg_global *a, const struct cfg_global *b)
+{
+	return strcmp(a->log, b->log) == 0 && a->log_format == b->log_format &&
+	       strcmp(a->log_syslog, b->log_syslog) == 0 && a->log_facility == b->log_facility;
 }
 
 void tether_reload(struct tether *t)
@@ -195,7 +211,10 @@ void tether_reload(struct tether *t)
 
 	if (t->draining)
 		return;
-	if (cfg_load(rt->conf_path, &cfg, &err) < 0 || !(g = prepare(t, cfg, &err))) {
+	if (cfg_load(rt->conf_path, &cfg, &err) < 0 || !(g = prepare(t, cfg, &err)) ||
+	    resolver_carry(&t->res, g, &err) < 0) {
+		if (g)
+			rt_gen_free(g);
 		rt->reload_failures_total++;
 		log_printf(&t->log, "reload of %s failed; still running the previous configuration:", rt->conf_path);
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
@@ -204,8 +223,8 @@ void tether_reload(struct tether *t)
 		free(err);      /* prepare() owned cfg and freed it; cfg_load() sets none on failure */
 		return;
 	}
-	if (strcmp(g->cfg->global.log, rt->gen->cfg->global.log) != 0) {
-		if (log_open(&t->log, g->cfg->global.log, &old_fd, &err) < 0) {
+	if (!same_log(&g->cfg->global, &rt->gen->cfg->global)) {
+		if (open_log(t, &g->cfg->global, &old_fd, &err) < 0) {
 			log_printf(&t->log, "reload: %s (keeping the previous log)", err);
 			free(err);
 		} else {
@@ -213,6 +232,7 @@ void tether_reload(struct tether *t)
 		}
 	}
 	go_live(t, g);
+	resolver_update(&t->res, g);
 	rt->reloads_total++;
 	log_printf(&t->log, "reloaded %s: %d frontends, %d backends, %u connections carried over", rt->conf_path,
 	           g->nfe, g->cfg->nbackends, T_LOAD(&rt->active));
@@ -296,7 +316,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 
 	memset(t, 0, sizeof(*t));
 	t->flags = flags;
-	t->admin.fd = t->metrics.fd = -1;
+	t->admin.fd = t->metrics.cs.fd = -1;
 	log_init(&t->log, true);
 	t->loop = (flags & TETHER_SIGNALS) ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
 	if (!t->loop) {
@@ -312,7 +332,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	rt_init(&t->rt, &t->log, path, nw, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t);
 	t->rt.hooks = (struct rt_hooks){ .server_down = server_down, .arg = t };
 	rc = lb_registry_check(err);
-	if (rc < 0 || (rc = log_open(&t->log, gl->log, NULL, err)) < 0 ||
+	if (rc < 0 || (rc = open_log(t, gl, NULL, err)) < 0 ||
 	    (rc = start_workers(t, nw, gl->cpu_affinity, err)) < 0) {
 		cfg_free(cfg);
 		return rc;
@@ -323,6 +343,9 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 		return -EINVAL;
 	go_live(t, g);
 	gl = &g->cfg->global;
+	if ((rc = resolver_start(&t->res, &t->w[0], g, err)) < 0)
+		return rc;
+	t->metrics.res = &t->res;
 	if (gl->admin[0] && (rc = admin_start(&t->admin, &t->w[0], gl->admin, err)) < 0)
 		return rc;
 	if (gl->metrics.len && (rc = metrics_start(&t->metrics, &t->w[0], &gl->metrics, err)) < 0)
@@ -358,7 +381,8 @@ void tether_free(struct tether *t)
 		listeners_close(t->rt.gen);
 	}
 	ctl_stop(&t->admin);
-	ctl_stop(&t->metrics);
+	metrics_stop(&t->metrics);
+	resolver_stop(&t->res);
 	for (unsigned i = t->nw; i-- > 0;)
 		worker_fini(&t->w[i]);          /* closes and frees every connection */
 	free(t->w);

@@ -12,6 +12,8 @@
 
 #include "ctl.h"
 #include "log.h"
+#include "metrics.h"
+#include "resolve.h"
 #include "runtime.h"
 #include "tether/config.h"
 #include "worker.h"
@@ -26,7 +28,9 @@ struct tether {
 	struct t_runtime rt;
 	struct t_worker *w;             /* nw of them; w[0] runs on `loop` */
 	unsigned nw;
-	struct ctl_server admin, metrics;
+	struct ctl_server admin;
+	struct t_metrics metrics;
+	struct t_resolver res;          /* DNS service discovery (on worker 0) */
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_timer drain_timer;
 	bool draining;

@@ -62,12 +62,12 @@ static void stats(struct pod *p, struct client *c)
 	         ", \"redis_errors\": %" PRIu64 ", \"touches_skipped\": %" PRIu64 ", \"redis_commands\": %" PRIu64
 	         ", \"redis_up\": %s"
 	         ", \"redis_connects\": %" PRIu64 ", \"sessions_local\": %zu, \"client_addresses\": %zu"
-	         ", \"connections\": %" PRIu64 "}\n",
+	         ", \"connections\": %" PRIu64 ", \"proxy_errors\": %" PRIu64 "}\n",
 	         p->name, store_names[p->store], s->requests, s->sessions_created, s->misses, s->hits_local,
 	         s->hits_cache, s->hits_redis, s->carts, s->unavailable, s->redis_errors,
 	         s->touches_skipped, redis ? p->redis.commands : 0, redis && rlink_up(&p->redis) ? "true" : "false",
 	         redis ? p->redis.ups : 0, p->store == STORE_NONE ? 0 : sesstab_sweep(&p->sessions, ev_now(p->loop)),
-	         p->addrs.count, s->connections);
+	         p->addrs.count, s->connections, s->proxy_errors);
 	conn_respond(c, 200, "application/json", "", body);
 }
 

@@ -8,6 +8,7 @@
  * closed under the op (the op only drops its pointer if the client goes).
  * No allocation per request: a connection's buffers are part of it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "pod.h"
+#include "tether/proxy_proto.h"
 
 #define IDLE_TIMEOUT 60.0       /* s without a byte from the client */
 #define ACCEPT_BATCH 64         /* accepts per wake-up, to stay fair to clients */
@@ -181,6 +183,102 @@ void conn_resume(struct client *c)
 	process(c->pod->loop, c);
 }
 
+/* Counts a client address among the distinct ones (IPv4 as ::ffff:a.b.c.d);
+ * `addr` is 4 or 16 bytes. */
+static void count_addr(struct pod *p, const unsigned char *addr, size_t len)
+{
+	unsigned char a[16] = { 0 };
+
+	if (len == 4) {
+		a[10] = a[11] = 0xff;
+		memcpy(a + 12, addr, 4);
+	} else {
+		memcpy(a, addr, 16);
+	}
+	addrset_add(&p->addrs, a);
+}
+
+static void count_peer(struct pod *p, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		count_addr(p, (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr, 4);
+	else if (ss->ss_family == AF_INET6)
+		count_addr(p, (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char h[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, h, sizeof(h));
+		snprintf(out, cap, "[%s]:%u", h, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, h, sizeof(h));
+		snprintf(out, cap, "%s:%u", h, ntohs(((const struct sockaddr_in *)ss)->sin_port));
+	}
+}
+
+/*
+ * --proxy-protocol: the PROXY header at the start of c->in (the spec asks a
+ * receiver not to guess: a connection without one is refused).  Its client
+ * address is the one counted and logged; LOCAL (a balancer's health check)
+ * and UNKNOWN keep the peer's.  Returns false when c was freed.
+ */
+static bool read_proxy_header(struct client *c)
+{
+	struct pod *p = c->pod;
+	char peer[64], client[64];
+	struct pp_info pi;
+	int r = pp_parse(c->in, c->in_len, &pi);
+
+	if (r == PP_PARTIAL && !c->eof)
+		return true;
+	if (c->in_len == 0) {           /* closed without a byte: a TCP health check */
+		client_free(c);
+		return false;
+	}
+	if (r < 0) {
+		p->st.proxy_errors++;
+		if (p->log_connections) {
+			addr_text(&c->peer, peer, sizeof(peer));
+			fprintf(stderr, "tether-pod %s: connection from %s: no valid PROXY header: closed\n", p->name, peer);
+		}
+		client_free(c);
+		return false;
+	}
+	c->pp_pending = false;
+	memmove(c->in, c->in + r, c->in_len - (size_t)r);
+	c->in_len -= (size_t)r;
+	if (pi.command == PP_CMD_PROXY && pi.family != PP_AF_UNSPEC) {
+		struct sockaddr_storage ss = { 0 };
+
+		count_addr(p, pi.src, pi.family == PP_AF_INET ? 4 : 16);
+		if (pi.family == PP_AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			s4->sin_family = AF_INET;
+			memcpy(&s4->sin_addr, pi.src, 4);
+			s4->sin_port = htons(pi.src_port);
+		} else {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			s6->sin6_family = AF_INET6;
+			memcpy(&s6->sin6_addr, pi.src, 16);
+			s6->sin6_port = htons(pi.src_port);
+		}
+		addr_text(&ss, client, sizeof(client));
+	} else {                /* the balancer's own connection (a check): not a client */
+		addr_text(&c->peer, client, sizeof(client));
+	}
+	if (p->log_connections) {
+		addr_text(&c->peer, peer, sizeof(peer));
+		fprintf(stderr, "tether-pod %s: connection from %s (PROXY v%d%s via %s)\n", p->name, client, pi.version,
+		        pi.command == PP_CMD_LOCAL ? " LOCAL" : "", peer);
+	}
+	return true;
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct client *c = container_of(w, struct client, rio);
@@ -191,6 +289,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n == 0) {
 		c->eof = true;
 		ev_io_stop(loop, &c->rio);
+		if (c->pp_pending && !read_proxy_header(c))
+			return;
 		process(loop, c);
 		return;
 	}
@@ -200,6 +300,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	c->in_len += (size_t)n;
 	ev_timer_again(loop, &c->idle);
+	if (c->pp_pending && (!read_proxy_header(c) || c->pp_pending))
+		return;
 	process(loop, c);
 }
 
@@ -214,22 +316,6 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	client_free(container_of(w, struct client, idle));
-}
-
-/* Counts the peer's address among the distinct ones (IPv4 as ::ffff:a.b.c.d). */
-static void count_peer(struct pod *p, const struct sockaddr_storage *ss)
-{
-	unsigned char a[16] = { 0 };
-
-	if (ss->ss_family == AF_INET) {
-		a[10] = a[11] = 0xff;
-		memcpy(a + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		memcpy(a, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	} else {
-		return;
-	}
-	addrset_add(&p->addrs, a);
 }
 
 void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -250,7 +336,17 @@ void conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		p->st.connections++;
-		count_peer(p, &ss);
+		c->peer = ss;
+		c->pp_pending = p->proxy_protocol;
+		if (!c->pp_pending) {
+			count_peer(p, &ss);
+			if (p->log_connections) {
+				char peer[64];
+
+				addr_text(&ss, peer, sizeof(peer));
+				fprintf(stderr, "tether-pod %s: connection from %s\n", p->name, peer);
+			}
+		}
 		c->pod = p;
 		c->fd = fd;
 		c->op = NULL;

@@ -8,6 +8,7 @@
  *              [--store memory|redis|redis+cache|none] [--health-status N]
  *              [--redis H:P | --redis-sentinel H:P,H:P,... --redis-master NAME]
  *              [--cache-ttl T] [--session-ttl T] [--redis-timeout T]
+ *              [--proxy-protocol] [--log-connections]
  *
  * One thread, one loop; it never blocks on Redis.
  */
@@ -36,6 +37,10 @@ static const char usage[] =
 	"                  [--store memory|redis|redis+cache|none] [--health-status N]\n"
 	"                  [--redis HOST:PORT | --redis-sentinel H:P,H:P,... --redis-master NAME]\n"
 	"                  [--cache-ttl T] [--session-ttl T] [--redis-timeout T]\n"
+	"                  [--proxy-protocol] [--log-connections]\n"
+	"  --proxy-protocol   every connection starts with a PROXY v1/v2 header (tether send_proxy);\n"
+	"                     its client address is the one counted in /stats client_addresses\n"
+	"  --log-connections  one line per connection on stderr, with the client's address\n"
 	"  durations: 500ms, 2s, 5m, 1h (a bare number is seconds)\n"
 	"  --sessions memory|none is an old name of --store\n";
 
@@ -170,6 +175,10 @@ static int parse_args(struct pod *p, struct opts *o, int argc, char **argv)
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(usage, stdout);
 			return -1;
+		}
+		if (strcmp(argv[i], "--proxy-protocol") == 0 || strcmp(argv[i], "--log-connections") == 0) {
+			*(argv[i][2] == 'p' ? &p->proxy_protocol : &p->log_connections) = true;
+			continue;
 		}
 		if (i + 1 == argc) {
 			fprintf(stderr, "tether-pod: %s needs a value\n%s", argv[i], usage);

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <ev.h>
 
@@ -47,6 +48,7 @@ struct pod_stats {
 	uint64_t redis_errors;      /* Redis ops that failed or could not be sent */
 	uint64_t touches_skipped;   /* redis+cache: TTL refreshes not sent, Redis being behind */
 	uint64_t connections;       /* connections accepted */
+	uint64_t proxy_errors;      /* --proxy-protocol: connections closed for a bad or missing header */
 };
 
 enum op_kind { OP_LOGIN, OP_LOAD, OP_CART, OP_TOUCH };
@@ -77,6 +79,8 @@ struct client {
 	size_t in_len, out_len, out_off;
 	bool close_after;           /* close once the answers are out */
 	bool eof;                   /* the client sent its FIN: answer what is left, then close */
+	bool pp_pending;            /* --proxy-protocol: its PROXY header is still to read */
+	struct sockaddr_storage peer;   /* the address it connected from */
 	char in[POD_REQ_MAX];
 	char out[POD_REQ_MAX];
 };
@@ -86,6 +90,8 @@ struct pod {
 	const char *name;           /* not owned (argv) */
 	int health_status;
 	enum pod_store store;
+	bool proxy_protocol;        /* a PROXY v1/v2 header starts every connection */
+	bool log_connections;       /* one stderr line per connection, with the client's address */
 	double session_ttl;         /* s, sliding */
 	double cache_ttl;           /* s, since the entry was read from or written to Redis */
 	struct sesstab sessions;    /* memory: the sessions; redis+cache: the cache */

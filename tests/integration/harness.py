@@ -88,8 +88,8 @@ class Loop:
 
 
 class Backend:
-    def __init__(self, name, mode="banner", port=None, slow=False):
-        self.name, self.mode, self.slow = name, mode, slow
+    def __init__(self, name, mode="banner", port=None, slow=False, host="127.0.0.1"):
+        self.name, self.mode, self.slow, self.host = name, mode, slow, host
         self.port = port or free_port()
         self.server = None
         self.stopped = False
@@ -99,13 +99,13 @@ class Backend:
 
     @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self):
         self.stopped = False
 
         async def go():
-            self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port,
+            self.server = await asyncio.start_server(self._client, self.host, self.port,
                                                      reuse_address=True, backlog=4096)
         Loop.get().call(go())
 
@@ -226,8 +226,9 @@ class Blackhole:
         self.sock.close()
 
 
-def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=None, frontend_extra=""):
-    """servers: list of (name, addr) or (name, addr, extra)."""
+def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=None, frontend_extra="",
+         log='"stderr"'):
+    """servers: list of (name, addr) or (name, addr, extra); log: the value of global.log."""
     port = port or free_port()
     lines = []
     for s in servers:
@@ -235,7 +236,7 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
         lines.append(f'{{ name = "{s[0]}"; address = "{s[1]}"; {extra} }}')
     if "drain_timeout" not in global_extra:
         global_extra += ' drain_timeout = "5s";'     # bounds stop() in every test
-    text = (f"global = {{ log = \"stderr\"; {global_extra} }};\n"
+    text = (f"global = {{ log = {log}; {global_extra} }};\n"
             f"frontends = ( {{ name = \"fe\"; bind = [ \"127.0.0.1:{port}\" ]; backend = \"be\"; {frontend_extra} }} );\n"
             f"backends = ( {{ name = \"be\"; balance = \"{balance}\"; {backend_extra}\n"
             f"  servers = ( {', '.join(lines)} ); }} );\n")
@@ -323,6 +324,14 @@ class Tether:
         out = subprocess.run([TETHER, "-x", sock, cmd], capture_output=True, text=True, timeout=10)
         return out.returncode, out.stdout
 
+    def state(self, server):
+        """The state (UP, DOWN, DRAIN, MAINT) `show servers` gives server, or None."""
+        for line in self.admin("show servers")[1].splitlines():
+            f = line.split()
+            if f and f[0] == server:
+                return f[2]
+        return None
+
 
 def connect(port, src=None, timeout=5):
     s = socket.socket()
@@ -397,10 +406,13 @@ def read_http(s):
 class Pod:
     """A real tether-pod on a free loopback port, listening once constructed."""
 
-    def __init__(self, name, *args):
+    def __init__(self, name, *args, capture=False):
+        """capture: stderr goes to a file, read with logtext()."""
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([POD, "--name", name, "--listen", self.addr, *args])
+        self.log = tempfile.NamedTemporaryFile(prefix="pod-", suffix=".log") if capture else None
+        self.proc = subprocess.Popen([POD, "--name", name, "--listen", self.addr, *args],
+                                     stderr=self.log.fileno() if capture else None)
         if not wait_for(self._listening, 5):
             self.stop()
             raise AssertionError(f"tether-pod {name} did not listen on {self.addr}")
@@ -411,6 +423,21 @@ class Pod:
             return True
         except OSError:
             return False
+
+    def logtext(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stats(self, proxy=False):
+        """GET /stats; proxy: after a PROXY v2 LOCAL header (--proxy-protocol)."""
+        import json
+        s = connect(self.port)
+        try:
+            pre = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00" if proxy else b""
+            s.sendall(pre + b"GET /stats HTTP/1.1\r\nHost: pod\r\n\r\n")
+            return json.loads(read_http(s)[2])
+        finally:
+            s.close()
 
     def stop(self):
         self.proc.terminate()

@@ -15,12 +15,7 @@ ADMIN = 'admin = "@DIR@/admin.sock";'
 
 
 def state(t, server):
-    rc, out = t.admin("show servers")
-    for line in out.splitlines():
-        f = line.split()
-        if f and f[0] == server:
-            return f[2]
-    return None
+    return t.state(server)
 
 
 @valgrind

@@ -47,11 +47,7 @@ class Clients:
 
 
 def state(t, server):
-    for line in t.admin("show servers")[1].splitlines():
-        f = line.split()
-        if f and f[0] == server:
-            return f[2]
-    return None
+    return t.state(server)
 
 
 def reloads_seen(t):

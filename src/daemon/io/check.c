@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "pp.h"
 
 static void check_done(struct t_server *s, bool ok, const char *why)
 {
@@ -85,10 +86,21 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	{
 		char req[640];
-		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: tether-check\r\n"
-		                 "Connection: close\r\n\r\n", h->path, h->host[0] ? h->host : s->addr.text);
+		int pp = 0, n;
 
-		if (n < 0 || (size_t)n >= sizeof(req) || send(s->check.fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		/* a server that wants a PROXY header wants it on checks too (spec 2.1) */
+		if (s->be->cfg.send_proxy && (pp = pp_check_header(s->check.fd, s->be->cfg.send_proxy, req, 128)) < 0) {
+			check_done(s, false, "cannot build the PROXY header");
+			return;
+		}
+		n = snprintf(req + pp, sizeof(req) - (size_t)pp, "GET %s HTTP/1.0\r\nHost: %s\r\n"
+		             "User-Agent: tether-check\r\nConnection: close\r\n\r\n", h->path,
+		             h->host[0] ? h->host : s->addr.text);
+		if (n < 0 || (size_t)n >= sizeof(req) - (size_t)pp)
+			n = -1;
+		else
+			n += pp;
+		if (n < 0 || send(s->check.fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
 			check_done(s, false, "cannot send the request");
 			return;
 		}

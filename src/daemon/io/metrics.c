@@ -1,6 +1,7 @@
 /*
  * tether - metrics over HTTP on global.metrics: Prometheus text exposition
- * (format 0.0.4) at /metrics and the same data as JSON at /stats.
+ * (format 0.0.4) at /metrics, the same data as JSON at /stats (plus the
+ * last minutes, history.c, and the workers), and the dashboard page at /.
  *
  * Served by the daemon's own loop from the plain counters the relay keeps:
  * nothing on the relay path locks or even knows about it.
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 
 /* Label value escaping of the exposition format: \ " and newline. */
@@ -51,6 +53,7 @@ static double g_uptime(const struct t_worker *w) { return ev_now(w->loop) - w->r
 static double g_maxconn(const struct t_worker *w) { return w->rt->gen->cfg->global.maxconn; }
 static uint64_t f_total(const struct t_frontend *f) { return T_LOAD(&f->connections_total); }
 static uint64_t f_active(const struct t_frontend *f) { return T_LOAD(&f->active); }
+static uint64_t f_proxy_err(const struct t_frontend *f) { return T_LOAD(&f->proxy_errors_total); }
 static uint64_t b_retries(const struct t_backend *b) { return T_LOAD(&b->retries_total); }
 static uint64_t b_noserver(const struct t_backend *b) { return T_LOAD(&b->no_server_total); }
 static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
@@ -75,6 +78,8 @@ static const struct metric metrics[] = {
 	{ "tether_uptime_seconds", "gauge", "Seconds since tether started.", SC_GLOBAL, .global = g_uptime },
 	{ "tether_frontend_connections_total", "counter", "Client connections accepted.", SC_FRONTEND, .fe = f_total },
 	{ "tether_frontend_active_connections", "gauge", "Client connections open now.", SC_FRONTEND, .fe = f_active },
+	{ "tether_frontend_proxy_errors_total", "counter",
+	  "accept_proxy: connections closed for a malformed, cut or late PROXY header.", SC_FRONTEND, .fe = f_proxy_err },
 	{ "tether_retries_total", "counter", "Connects retried on another server after a failure.", SC_BACKEND,
 	  .be = b_retries },
 	{ "tether_backend_no_server_total", "counter", "Client connections closed because no server was usable.",
@@ -102,8 +107,9 @@ static const struct metric metrics[] = {
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
-static void prometheus(struct t_worker *w, struct sbuf *o)
+static void prometheus(struct t_metrics *ms, struct sbuf *o)
 {
+	struct t_worker *w = ms->hist.w;
 	const struct t_gen *g = w->rt->gen;
 	char a[160], b[160];
 
@@ -142,13 +148,16 @@ static void prometheus(struct t_worker *w, struct sbuf *o)
 			break;
 		}
 	}
+	if (ms->res)
+		resolver_metrics(ms->res, o);
 	sb_printf(o, "# HELP tether_build_info Version of tether.\n# TYPE tether_build_info gauge\n"
 	          "tether_build_info{version=\"%s\"} 1\n", TETHER_VERSION);
 }
 
 /* JSON strings here are names limited to [A-Za-z0-9._-] and addresses. */
-static void json(struct t_worker *w, struct sbuf *o)
+static void json(struct t_metrics *mt, struct sbuf *o)
 {
+	struct t_worker *w = mt->hist.w;
 	struct t_runtime *rt = w->rt;
 	const struct t_gen *g = rt->gen;
 
@@ -162,9 +171,11 @@ static void json(struct t_worker *w, struct sbuf *o)
 		          T_LOAD(&w->peers[i].active), (unsigned long long)T_LOAD(&w->peers[i].accepted));
 	sb_printf(o, "],\"frontends\":[");
 	for (int i = 0; i < g->nfe; i++)
-		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u}",
-		          i ? "," : "", g->fe[i]->cfg.name, g->fe[i]->be->cfg.name,
-		          (unsigned long long)T_LOAD(&g->fe[i]->connections_total), T_LOAD(&g->fe[i]->active));
+		sb_printf(o, "%s{\"name\":\"%s\",\"backend\":\"%s\",\"connections_total\":%llu,\"active_connections\":%u,"
+		          "\"proxy_errors_total\":%llu,\"connections_per_second\":%u}", i ? "," : "", g->fe[i]->cfg.name,
+		          g->fe[i]->be->cfg.name, (unsigned long long)T_LOAD(&g->fe[i]->connections_total),
+		          T_LOAD(&g->fe[i]->active), (unsigned long long)T_LOAD(&g->fe[i]->proxy_errors_total),
+		          g->fe[i]->rate.last);
 	sb_printf(o, "],\"backends\":[");
 	{
 		bool first = true;
@@ -183,9 +194,9 @@ static void json(struct t_worker *w, struct sbuf *o)
 				if (s->deleted)
 					continue;
 				sb_printf(o, "%s{\"name\":\"%s\",\"address\":\"%s\",\"state\":\"%s\",\"backup\":%s,"
-				          "\"last_check\":\"%s\"", sfirst ? "" : ",", s->lb.name, s->addr.text,
-				          rt_server_state(s), s->lb.backup ? "true" : "false",
-				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check);
+				          "\"last_check\":\"%s\",\"connections_per_second\":%u", sfirst ? "" : ",", s->lb.name,
+				          s->addr.text, rt_server_state(s), s->lb.backup ? "true" : "false",
+				          strpbrk(s->last_check, "\"\\") ? "?" : s->last_check, s->rate.last);
 				sfirst = false;
 				for (size_t m = 0; m < NMETRICS; m++)
 					if (metrics[m].scope == SC_SERVER)
@@ -197,12 +208,19 @@ static void json(struct t_worker *w, struct sbuf *o)
 			sb_printf(o, "]}");
 		}
 	}
-	sb_printf(o, "]}\n");
+	sb_printf(o, "],");
+	if (mt->res) {
+		resolver_json(mt->res, o);
+		sb_printf(o, ",");
+	}
+	history_json(&mt->hist, o);
+	sb_printf(o, "}\n");
 }
 
 /* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
 static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
+	struct t_metrics *m = arg;
 	const char *end = memmem(in, len, "\r\n\r\n", 4);
 	struct sbuf body = { 0 };
 	const char *type = "text/plain; version=0.0.4; charset=utf-8";
@@ -213,13 +231,19 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 	if (!end)
 		return 0;
 	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
-		prometheus(arg, &body);
+		prometheus(m, &body);
 	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
-		json(arg, &body);
+		json(m, &body);
 		type = "application/json";
+	} else if (len >= 6 && strncmp(in, "GET / ", 6) == 0) {
+		sb_printf(out, "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
+		          "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s", dashboard_html_len,
+		          (const char *)dashboard_html);
+		*close_after = true;
+		return len;
 	} else {
 		status = 404;
-		sb_printf(&body, "not found: try /metrics or /stats\n");
+		sb_printf(&body, "not found: try / (the dashboard), /metrics or /stats\n");
 		type = "text/plain";
 	}
 	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -231,7 +255,17 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 	return len;
 }
 
-int metrics_start(struct ctl_server *cs, struct t_worker *w, const struct cfg_addr *a, char **err)
+int metrics_start(struct t_metrics *m, struct t_worker *w, const struct cfg_addr *a, char **err)
 {
-	return ctl_listen_tcp(cs, w->loop, a, handle, w, err);
+	int rc = ctl_listen_tcp(&m->cs, w->loop, a, handle, m, err);
+
+	if (rc == 0)
+		history_start(&m->hist, w);
+	return rc;
+}
+
+void metrics_stop(struct t_metrics *m)
+{
+	ctl_stop(&m->cs);
+	history_stop(&m->hist);
 }

@@ -3,7 +3,8 @@
  * the core's outcome policy, connect without blocking, retry another
  * server after a failed connect, relay (relay.c), time out, close.
  *
- *   ST_HEAD (cookie mode: reading the request head, proxy_http.c)
+ *   ST_PROXY (accept_proxy: reading the client's PROXY header, proxy_pp.c)
+ *     -> ST_HEAD (cookie mode: reading the request head, proxy_http.c)
  *     -> ST_CONNECTING (lb_attempt chose a server; connect in progress)
  *          -- failed: rt_attempt_failed, lb_attempt again or give up
  *     -> ST_RELAY (both directions until both ended, a reset or a timeout)
@@ -33,6 +34,7 @@ const char *t_end_name(enum t_end e)
 		[END_CLIENT_RESET] = "client-reset", [END_SERVER_RESET] = "server-reset",
 		[END_SHUTDOWN] = "shutdown", [END_SERVER_DOWN] = "server-down",
 		[END_HEAD_TIMEOUT] = "request-timeout", [END_ERROR] = "error",
+		[END_PROXY_INVALID] = "proxy-invalid", [END_PROXY_TIMEOUT] = "proxy-timeout",
 	};
 	return names[e];
 }
@@ -95,11 +97,17 @@ void conn_close(struct conn *cn, enum t_end why, bool reset)
 	ev_timer_stop(w->loop, &cn->timer);
 	side_close(&cn->c, reset);
 	side_close(&cn->s, reset);
-	client_text(cn, client, sizeof(client));
-	log_printf(w->log, "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", client,
-	           cn->fe->cfg.name, cn->be->cfg.name, cn->srv ? cn->srv->lb.name : "-",
-	           cn->srv ? (double)cn->connect_ms : -1.0, (ev_now(w->loop) - cn->start) * 1000.0,
-	           (unsigned long long)cn->bytes_in, (unsigned long long)cn->bytes_out, t_end_name(why));
+	if (log_enabled(w->log)) {
+		struct log_conn lc = {
+			.client = client, .frontend = cn->fe->cfg.name, .backend = cn->be->cfg.name,
+			.server = cn->srv ? cn->srv->lb.name : NULL, .connect_ms = cn->connect_ms,
+			.duration_ms = (ev_now(w->loop) - cn->start) * 1000.0, .bytes_in = cn->bytes_in,
+			.bytes_out = cn->bytes_out, .end = t_end_name(why),
+		};
+
+		client_text(cn, client, sizeof(client));
+		log_conn(w->log, &lc);
+	}
 	if (cn->srv) {
 		srv_conn_end(cn->srv);  /* may free a deleted server */
 		cn->srv = NULL;
@@ -143,6 +151,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_tstamp cdl, sdl;
 
 	switch (cn->state) {
+	case ST_PROXY:
+		if (now - cn->start >= cn->fe->cfg.proxy_timeout_ms / 1000.0) {
+			T_ADD(&cn->fe->proxy_errors_total, 1);
+			conn_close(cn, END_PROXY_TIMEOUT, false);
+			return;
+		}
+		next = cn->start + cn->fe->cfg.proxy_timeout_ms / 1000.0;
+		break;
 	case ST_HEAD:
 		/* no complete head in time: route what we have by fallback */
 		if (now - cn->start >= to->http_request_ms / 1000.0) {
@@ -195,6 +211,8 @@ static void connected(struct conn *cn)
 	cn->c.last = cn->s.last = ev_now(loop);
 	io_stop(&cn->s, IO_W);
 	if (!io_start(cn, &cn->s, IO_R) || !io_start(cn, &cn->c, IO_R))
+		return;
+	if (cn->be->cfg.send_proxy && !pp_send(cn))
 		return;
 	if (peeked && !head_forward(cn))
 		return;
@@ -280,7 +298,9 @@ static void side_event(struct poll_item *it, uint32_t e)
 	if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		sd->rd_ready = true;
 	if (sd->rd_ready && (sd->want & IO_R)) {
-		if (cn->state == ST_HEAD)
+		if (cn->state == ST_PROXY)
+			pp_read(cn);
+		else if (cn->state == ST_HEAD)
 			head_read(cn);
 		else
 			pump(cn, sd);
@@ -323,7 +343,19 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 	T_ADD(&w->rt->active, 1);
 	T_ADD(&w->active, 1);
 	T_ADD(&w->accepted, 1);
+	if (fe->cfg.accept_proxy) {
+		cn->state = ST_PROXY;
+		if (io_start(cn, &cn->c, IO_R))
+			arm_timer(cn, fe->cfg.proxy_timeout_ms / 1000.0);
+		return;
+	}
+	conn_route(cn);
+}
+
+void conn_route(struct conn *cn)
+{
 	if (!(cn->be->pool.algo->flags & LB_F_NEEDS_HTTP)) {
+		io_stop(&cn->c, IO_R);          /* read again once connected */
 		connect_start(cn);
 		return;
 	}
@@ -333,8 +365,11 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 		return;
 	}
 	cn->state = ST_HEAD;
-	if (io_start(cn, &cn->c, IO_R))
-		arm_timer(cn, cn->be->cfg.timeouts.http_request_ms / 1000.0);
+	if (!io_start(cn, &cn->c, IO_R))
+		return;
+	arm_timer(cn, cn->be->cfg.timeouts.http_request_ms / 1000.0);
+	if (cn->c.rd_ready)             /* bytes behind a PROXY header: no new edge will tell */
+		head_read(cn);
 }
 
 void proxy_close_all(struct t_worker *w, enum t_end why)

@@ -1,7 +1,8 @@
 /*
  * tether - proxied connections: the connection state machine (proxy.c),
- * the relay (relay.c) and cookie mode's request peek and Set-Cookie
- * insertion (proxy_http.c).
+ * the relay (relay.c), cookie mode's request peek and Set-Cookie
+ * insertion (proxy_http.c), and the PROXY protocol headers read from
+ * clients and written to servers (proxy_pp.c).
  *
  * A connection is accepted by a listener, picks a server through the
  * core's outcome policy (lb_attempt: retries never repeat a server),
@@ -21,7 +22,7 @@
 enum t_end {
 	END_CLIENT_CLOSED = 0, END_SERVER_CLOSED, END_CLIENT_TIMEOUT, END_SERVER_TIMEOUT,
 	END_CONNECT_FAILED, END_NO_SERVER, END_CLIENT_RESET, END_SERVER_RESET,
-	END_SHUTDOWN, END_SERVER_DOWN, END_HEAD_TIMEOUT, END_ERROR,
+	END_SHUTDOWN, END_SERVER_DOWN, END_HEAD_TIMEOUT, END_ERROR, END_PROXY_INVALID, END_PROXY_TIMEOUT,
 };
 const char *t_end_name(enum t_end e);
 

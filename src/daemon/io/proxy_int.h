@@ -22,7 +22,7 @@
 #define IO_R 1
 #define IO_W 2
 
-enum conn_state { ST_HEAD, ST_CONNECTING, ST_RELAY };
+enum conn_state { ST_PROXY, ST_HEAD, ST_CONNECTING, ST_RELAY };
 
 /* Bytes waiting to be written to one side. */
 struct pbuf {
@@ -65,6 +65,9 @@ struct conn {
 	uint32_t head_len;
 	struct http_inject inj;
 	struct lb_key key;          /* client address, cookie, tried servers */
+	struct lb_addr dst;         /* accept_proxy: the address the client connected to, from the
+	                             * header; len 0: the client socket's own (getsockname) */
+	uint16_t dport;             /* with dst, host order */
 };
 
 /* proxy.c */
@@ -92,6 +95,17 @@ void pump(struct conn *cn, struct side *from);
 void flush(struct conn *cn, struct side *to);
 /* Passes the end of `to`'s peer on to `to`.  True when cn was closed. */
 bool pass_fin(struct conn *cn, struct side *to);
+
+/* The client is known (accepted, or its PROXY header read): read its
+ * request head (cookie mode) or connect. */
+void conn_route(struct conn *cn);
+
+/* proxy_pp.c (the PROXY protocol) */
+/* The client sent (more of) its PROXY header. */
+void pp_read(struct conn *cn);
+/* The connect to a server with send_proxy succeeded: writes the header
+ * first.  False when cn was closed. */
+bool pp_send(struct conn *cn);
 
 /* proxy_http.c (cookie mode) */
 /* The client sent (more of) its request head. */

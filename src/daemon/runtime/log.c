@@ -7,21 +7,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "tether/err.h"
 
+#define LINE_MAX_LEN 2048       /* a longer line is cut (LOG_BUF holds many) */
+#define SYSLOG_BATCH 64         /* datagrams per sendmmsg */
+#define SYSLOG_INFO 6           /* severity of every line */
+
 void log_init(struct t_log *lg, bool shared)
 {
+	lg->kind = LOG_FD;
+	lg->format = LOG_TEXT;
 	lg->fd = 2;
 	lg->owns_fd = true;
 	lg->shared = shared;
 	if (shared)
 		pthread_mutex_init(&lg->lock, NULL);
 	lg->path[0] = '\0';
+	lg->facility = 3;
+	lg->pid = (int)getpid();
 	lg->len = 0;
 	lg->loop = NULL;
 }
@@ -29,6 +40,9 @@ void log_init(struct t_log *lg, bool shared)
 void log_attach(struct t_log *lg, const struct t_log *to)
 {
 	log_init(lg, false);
+	lg->kind = to->kind;
+	lg->format = to->format;
+	lg->facility = to->facility;
 	lg->fd = to->fd;
 	lg->owns_fd = false;
 }
@@ -45,10 +59,145 @@ static void unlock(struct t_log *lg)
 		pthread_mutex_unlock(&lg->lock);
 }
 
+static int open_path(const char *path, char **err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		tether_err(err, -errno, "log \"%s\": %s", path, strerror(errno));
+	return fd;
+}
+
+/* A non-blocking datagram socket connected to the syslog socket at path. */
+static int open_syslog(const char *path, char **err)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return tether_err(err, -ENAMETOOLONG, "log: syslog socket \"%s\": name too long", path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int rc = tether_err(err, -errno, "log: syslog socket \"%s\": %s", path, strerror(errno));
+
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void flush_locked(struct t_log *lg);
+
+/* Moves lg to fd (owned; -1 for "off"); the previous one is closed or handed over. */
+static void swap_fd(struct t_log *lg, enum log_kind kind, int fd, const char *path, int *old_fd)
+{
+	int old;
+
+	lock(lg);
+	flush_locked(lg);
+	old = lg->fd > 2 && lg->owns_fd ? lg->fd : -1;
+	lg->kind = kind;
+	lg->fd = fd;
+	lg->owns_fd = true;
+	snprintf(lg->path, sizeof(lg->path), "%s", path);
+	unlock(lg);
+	if (old_fd)
+		*old_fd = old;
+	else if (old >= 0)
+		close(old);
+}
+
+int log_open_target(struct t_log *lg, const struct log_target *t, int *old_fd, char **err)
+{
+	enum log_kind kind = LOG_FD;
+	const char *path = "";
+	int fd = 2;
+
+	if (old_fd)
+		*old_fd = -1;
+	if (strcmp(t->where, "off") == 0) {
+		kind = LOG_OFF;
+		fd = -1;
+	} else if (strcmp(t->where, "syslog") == 0) {
+		kind = LOG_SYSLOG;
+		path = t->syslog_socket;
+		fd = open_syslog(path, err);
+	} else if (strcmp(t->where, "stderr") != 0) {
+		path = t->where;
+		fd = open_path(path, err);
+	}
+	if (kind != LOG_OFF && fd < 0)
+		return fd;
+	lock(lg);
+	lg->format = t->format;
+	lg->facility = t->facility;
+	unlock(lg);
+	swap_fd(lg, kind, fd, path, old_fd);
+	return 0;
+}
+
+int log_open(struct t_log *lg, const char *where, int *old_fd, char **err)
+{
+	const struct log_target t = { .where = where, .format = LOG_TEXT, .syslog_socket = "/dev/log", .facility = 3 };
+
+	return log_open_target(lg, &t, old_fd, err);
+}
+
+void log_reopen(struct t_log *lg, int *old_fd)
+{
+	char path[sizeof(lg->path)];
+	int fd;
+
+	if (old_fd)
+		*old_fd = -1;
+	if (!lg->path[0])
+		return;
+	memcpy(path, lg->path, sizeof(path));
+	fd = lg->kind == LOG_SYSLOG ? open_syslog(path, NULL) : open_path(path, NULL);
+	if (fd >= 0)
+		swap_fd(lg, lg->kind, fd, path, old_fd);
+}
+
+/* Each buffered line as one datagram, in batches. */
+static void flush_syslog(struct t_log *lg)
+{
+	struct mmsghdr msg[SYSLOG_BATCH];
+	struct iovec iov[SYSLOG_BATCH];
+	size_t off = 0;
+
+	while (off < lg->len) {
+		unsigned n = 0;
+		int sent;
+
+		for (size_t o = off; o < lg->len && n < SYSLOG_BATCH; n++) {
+			char *nl = memchr(lg->buf + o, '\n', lg->len - o);
+			size_t l = (size_t)(nl - (lg->buf + o));
+
+			iov[n] = (struct iovec){ .iov_base = lg->buf + o, .iov_len = l };
+			memset(&msg[n], 0, sizeof(msg[n]));
+			msg[n].msg_hdr.msg_iov = &iov[n];
+			msg[n].msg_hdr.msg_iovlen = 1;
+			o += l + 1;
+		}
+		sent = sendmmsg(lg->fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (sent <= 0)
+			break;          /* the daemon is gone or full: drop the rest */
+		for (int i = 0; i < sent; i++)
+			off += iov[i].iov_len + 1;
+	}
+}
+
 static void flush_locked(struct t_log *lg)
 {
 	size_t off = 0;
 
+	if (lg->kind == LOG_SYSLOG) {
+		flush_syslog(lg);
+		lg->len = 0;
+		return;
+	}
 	while (off < lg->len) {
 		ssize_t n = write(lg->fd, lg->buf + off, lg->len - off);
 
@@ -76,87 +225,166 @@ void log_set_fd(struct t_log *lg, int fd)
 	unlock(lg);
 }
 
-static int open_path(const char *path, char **err)
+void log_follow(struct t_log *lg, const struct t_log *to)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-
-	if (fd < 0)
-		tether_err(err, -errno, "log \"%s\": %s", path, strerror(errno));
-	return fd;
-}
-
-/* Moves lg to fd (owned); the previous one is closed or handed over. */
-static void swap_fd(struct t_log *lg, int fd, const char *path, int *old_fd)
-{
-	int old;
-
 	lock(lg);
 	flush_locked(lg);
-	old = lg->fd > 2 && lg->owns_fd ? lg->fd : -1;
-	lg->fd = fd;
-	lg->owns_fd = true;
-	snprintf(lg->path, sizeof(lg->path), "%s", path);
+	lg->kind = to->kind;
+	lg->format = to->format;
+	lg->facility = to->facility;
+	lg->fd = to->fd;
 	unlock(lg);
-	if (old_fd)
-		*old_fd = old;
-	else if (old >= 0)
-		close(old);
 }
 
-int log_open(struct t_log *lg, const char *where, int *old_fd, char **err)
-{
-	int fd = 2;
+/* --- building one line at the end of the buffer --- */
 
-	if (old_fd)
-		*old_fd = -1;
-	if (strcmp(where, "stderr") != 0) {
-		fd = open_path(where, err);
-		if (fd < 0)
-			return fd;
+struct line {
+	struct t_log *lg;
+	char *p;                /* lg->buf + lg->len */
+	size_t n, cap;          /* cap leaves room for the newline */
+};
+
+static void lputs(struct line *l, const char *s, size_t len)
+{
+	if (len > l->cap - l->n)
+		len = l->cap - l->n;
+	memcpy(l->p + l->n, s, len);
+	l->n += len;
+}
+
+static void lvprintf(struct line *l, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(l->p + l->n, l->cap - l->n + 1, fmt, ap);
+
+	if (n > 0)
+		l->n += (size_t)n > l->cap - l->n ? l->cap - l->n : (size_t)n;
+}
+
+static void lprintf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void lprintf(struct line *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	lvprintf(l, fmt, ap);
+	va_end(ap);
+}
+
+/* s as the contents of a JSON string (RFC 8259: ", \ and controls escaped). */
+static void lescape(struct line *l, const char *s)
+{
+	for (; *s && l->n < l->cap; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			lprintf(l, "\\%c", c);
+		else if (c < 0x20)
+			lprintf(l, "\\u%04x", c);
+		else
+			l->p[l->n++] = (char)c;
 	}
-	swap_fd(lg, fd, fd == 2 ? "" : where, old_fd);
-	return 0;
 }
 
-void log_reopen(struct t_log *lg, int *old_fd)
+/* Starts a line: flushes when the buffer is nearly full, then writes the
+ * syslog header and the time as the format wants them. */
+static void line_begin(struct t_log *lg, struct line *l)
 {
-	char path[sizeof(lg->path)];
-	int fd;
+	char iso[96];   /* room for any int the compiler imagines in struct tm */
+	struct timeval tv;
+	struct tm tm;
 
-	if (old_fd)
-		*old_fd = -1;
-	if (!lg->path[0])
-		return;
-	memcpy(path, lg->path, sizeof(path));
-	fd = open_path(path, NULL);
-	if (fd >= 0)
-		swap_fd(lg, fd, path, old_fd);
+	if (LOG_BUF - lg->len < LINE_MAX_LEN + 1)
+		flush_locked(lg);
+	l->lg = lg;
+	l->p = lg->buf + lg->len;
+	l->n = 0;
+	l->cap = LINE_MAX_LEN - 1;
+	gettimeofday(&tv, NULL);
+	if (lg->kind == LOG_SYSLOG) {
+		static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+		localtime_r(&tv.tv_sec, &tm);
+		lprintf(l, "<%d>%s %2d %02d:%02d:%02d tether[%d]: ", lg->facility * 8 + SYSLOG_INFO, mon[tm.tm_mon],
+		        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, lg->pid);
+	}
+	gmtime_r(&tv.tv_sec, &tm);
+	snprintf(iso, sizeof(iso), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+	if (lg->format == LOG_JSON)
+		lprintf(l, "{\"time\":\"%s\",", iso);
+	else if (lg->kind != LOG_SYSLOG)       /* syslog stamps its own lines */
+		lprintf(l, "%s ", iso);
+}
+
+static void line_end(struct line *l)
+{
+	struct t_log *lg = l->lg;
+
+	if (lg->format == LOG_JSON) {
+		if (l->n > l->cap - 1)          /* cut: keep the object closed */
+			l->n = l->cap - 1;
+		l->p[l->n++] = '}';
+	}
+	l->p[l->n++] = '\n';
+	lg->len += l->n;
+	if (lg->len >= LOG_FLUSH_AT)
+		flush_locked(lg);
 }
 
 void log_printf(struct t_log *lg, const char *fmt, ...)
 {
-	struct timeval tv;
-	struct tm tm;
+	struct line l;
 	va_list ap;
-	int n;
 
 	lock(lg);
-	if (LOG_BUF - lg->len < 1024)
-		flush_locked(lg);
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = snprintf(lg->buf + lg->len, LOG_BUF - lg->len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ",
-	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	             (int)(tv.tv_usec / 1000));
+	if (lg->kind == LOG_OFF) {
+		unlock(lg);
+		return;
+	}
+	line_begin(lg, &l);
 	va_start(ap, fmt);
-	n += vsnprintf(lg->buf + lg->len + (size_t)n, LOG_BUF - lg->len - (size_t)n - 1, fmt, ap);
+	if (lg->format == LOG_JSON) {
+		char msg[LINE_MAX_LEN];
+
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		lputs(&l, "\"msg\":\"", 7);
+		lescape(&l, msg);
+		lputs(&l, "\"", 1);
+	} else {
+		lvprintf(&l, fmt, ap);
+	}
 	va_end(ap);
-	if ((size_t)n >= LOG_BUF - lg->len - 1)
-		n = (int)(LOG_BUF - lg->len - 2);
-	lg->len += (size_t)n;
-	lg->buf[lg->len++] = '\n';
-	if (lg->len >= LOG_FLUSH_AT)
-		flush_locked(lg);
+	line_end(&l);
+	unlock(lg);
+}
+
+void log_conn(struct t_log *lg, const struct log_conn *c)
+{
+	struct line l;
+
+	lock(lg);
+	if (lg->kind == LOG_OFF) {
+		unlock(lg);
+		return;
+	}
+	line_begin(lg, &l);
+	if (lg->format == LOG_TEXT) {
+		lprintf(&l, "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", c->client, c->frontend,
+		        c->backend, c->server ? c->server : "-", c->server ? c->connect_ms : -1.0, c->duration_ms,
+		        c->bytes_in, c->bytes_out, c->end);
+	} else {
+		/* names are [A-Za-z0-9._-] and addresses need no escaping either */
+		lprintf(&l, "\"client\":\"%s\",\"frontend\":\"%s\",\"backend\":\"%s\",", c->client, c->frontend,
+		        c->backend);
+		if (c->server)
+			lprintf(&l, "\"server\":\"%s\",\"connect_ms\":%.1f,", c->server, c->connect_ms);
+		else
+			lprintf(&l, "\"server\":null,\"connect_ms\":null,");
+		lprintf(&l, "\"duration_ms\":%.0f,\"bytes_in\":%llu,\"bytes_out\":%llu,\"end\":\"%s\"", c->duration_ms,
+		        c->bytes_in, c->bytes_out, c->end);
+	}
+	line_end(&l);
 	unlock(lg);
 }
 
@@ -185,13 +413,13 @@ void log_stop_timer(struct t_log *lg)
 
 void log_close(struct t_log *lg)
 {
+	bool shared = lg->shared;
+
 	log_stop_timer(lg);
 	log_flush(lg);
 	if (lg->fd > 2 && lg->owns_fd)
 		close(lg->fd);
-	lg->fd = 2;
-	lg->path[0] = '\0';
-	if (lg->shared)
+	if (shared)
 		pthread_mutex_destroy(&lg->lock);
-	lg->shared = false;
+	log_init(lg, false);
 }

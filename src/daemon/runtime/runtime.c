@@ -257,8 +257,11 @@ static struct t_backend *backend_new(struct t_gen *g, const struct cfg_backend *
 	}
 	pthread_mutex_init(&be->lock, NULL);
 	for (int i = 0; i < bc->nservers; i++) {
-		struct t_server *s = &be->servers[i];
+		struct t_server *s = &be->servers[be->cfg_nservers];
 
+		if (bc->servers[i].resolve != CFG_RESOLVE_NONE)
+			continue;       /* a name whose addresses become servers (io/resolve.c) */
+		be->cfg_nservers++;
 		server_init(s, be, bc->servers[i].name, &bc->servers[i].addr);
 		s->lb.weight = bc->servers[i].weight;
 		s->lb.maxconn = bc->servers[i].maxconn;
@@ -269,14 +272,13 @@ static struct t_backend *backend_new(struct t_gen *g, const struct cfg_backend *
 		rc = lb_pool_add(&be->pool, &s->lb);
 		if (rc < 0) {
 			tether_err(err, rc, "backend %s: cannot add server %s", bc->name, s->lb.name);
-			be->cfg_nservers = i;
+			be->cfg_nservers--;
 			backend_free(be);
 			return NULL;
 		}
 		if (admin != LB_ADMIN_READY)            /* lb_pool_add made it READY */
 			lb_server_set_admin(&be->pool, &s->lb, admin);
 	}
-	be->cfg_nservers = bc->nservers;
 	return be;
 }
 
@@ -318,8 +320,10 @@ struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char *
 		f->gen = g;
 		f->be = byidx[cfg->frontends[i].backend];
 		for (int a = 0; rt->gen && a < rt->gen->nfe; a++)  /* counters carry over by name */
-			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0)
+			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0) {
 				f->connections_total = T_LOAD(&rt->gen->fe[a]->connections_total);
+				f->proxy_errors_total = T_LOAD(&rt->gen->fe[a]->proxy_errors_total);
+			}
 		for (unsigned j = 0; j < (unsigned)f->cfg.nbinds * rt->nworkers; j++) {
 			f->ls[j].fd = -1;
 			f->ls[j].addr = f->cfg.binds[j / rt->nworkers];
@@ -364,12 +368,14 @@ const char *rt_server_state(const struct t_server *s)
 	return s->lb.up ? "UP" : "DOWN";
 }
 
-int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, const char *addr,
-                  unsigned weight, struct t_server **out, char **err)
+/* Adds a server to be (of the running generation, or of one being built,
+ * which then inherits the same-named running server's state). */
+static int server_add(struct t_runtime *rt, struct t_backend *be, const char *name, const char *addr,
+                      unsigned weight, struct t_server **out, char **err)
 {
-	struct t_backend *be = rt_backend_find(rt, backend);
 	struct t_server *s;
 	struct cfg_addr a;
+	enum lb_admin admin = LB_ADMIN_READY;
 	int rc;
 	bool up;
 
@@ -392,9 +398,13 @@ int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, c
 	pthread_mutex_lock(&be->lock);
 	/* checked before it gets traffic: starts DOWN when the backend has checks */
 	lb_server_health_init(&be->pool, &s->lb, be->cfg.health.type == CFG_CHECK_NONE);
+	if (be->gen != rt->gen)         /* be is not live yet: nobody else takes its lock */
+		admin = inherit(rt, be, s);
 	up = s->lb.up;
 	rc = lb_pool_add(&be->pool, &s->lb);
 	if (rc == 0) {
+		if (admin != LB_ADMIN_READY)        /* lb_pool_add made it READY */
+			lb_server_set_admin(&be->pool, &s->lb, admin);
 		s->next_dynamic = be->dynamic;
 		be->dynamic = s;
 	}
@@ -404,10 +414,27 @@ int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, c
 		return rc == -EEXIST ? tether_err(err, rc, "a server with this name exists")
 		                     : tether_err(err, rc, "cannot add the server");
 	}
-	log_printf(rt->log, "runtime: added server %s/%s %s weight %u (%s)", be->cfg.name, name, a.text, weight,
-	           up ? "UP" : "DOWN until checked");
+	if (be->gen == rt->gen)
+		log_printf(rt->log, "runtime: added server %s/%s %s weight %u (%s)", be->cfg.name, name, a.text, weight,
+		           up ? "UP" : "DOWN until checked");
 	*out = s;
 	return 0;
+}
+
+int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, const char *addr,
+                  unsigned weight, struct t_server **out, char **err)
+{
+	return server_add(rt, rt_backend_find(rt, backend), name, addr, weight, out, err);
+}
+
+int rt_gen_server_add(struct t_gen *g, const char *backend, const char *name, const char *addr, unsigned weight,
+                      struct t_server **out, char **err)
+{
+	struct t_backend *be = g->backends;
+
+	while (be && strcmp(be->cfg.name, backend) != 0)
+		be = be->next;
+	return server_add(g->rt, be, name, addr, weight, out, err);
 }
 
 /* A deleted server with no connection left: out of the pool, and freed

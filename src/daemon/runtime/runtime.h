@@ -89,6 +89,13 @@ struct t_check {
 	char buf[256];
 };
 
+/* A counter's last one-second delta: kept by the dashboard's sampler
+ * (io/history.c) only; here so that it lives and dies with its object. */
+struct t_rate {
+	uint64_t prev;                  /* the counter at the previous sample */
+	uint32_t last;                  /* its increase over the last second */
+};
+
 struct t_server {
 	struct lb_server lb;            /* embedded; lb.data points back here; lb.hc is its health */
 	struct t_backend *be;           /* owner; not owned */
@@ -102,6 +109,7 @@ struct t_server {
 	uint64_t bytes_in_total;        /* client -> server */
 	uint64_t bytes_out_total;       /* server -> client */
 	struct t_check check;
+	struct t_rate rate;             /* connections per second (io/history.c) */
 	struct t_server *next_dynamic;  /* list of runtime-added servers */
 };
 
@@ -137,6 +145,8 @@ struct t_frontend {
 	struct t_backend *be;           /* of the same generation */
 	struct t_listener *ls;          /* cfg.nbinds x rt->nworkers: ls[bind * nworkers + worker] */
 	uint64_t connections_total;     /* T_ADD */
+	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late (T_ADD) */
+	struct t_rate rate;             /* connections per second (io/history.c, control thread) */
 	unsigned active;                /* T_ADD */
 };
 
@@ -226,6 +236,11 @@ struct t_server *rt_server_find(const struct t_backend *be, const char *name);
  * has checks (the caller starts them), UP otherwise.  *out = the server. */
 int rt_server_add(struct t_runtime *rt, const char *backend, const char *name, const char *addr,
                   unsigned weight, struct t_server **out, char **err);
+/* rt_server_add on a generation g being built (a reload, before
+ * rt_install): the server inherits health, counters and a drain or disable
+ * from the running generation's same-named server, like a configured one. */
+int rt_gen_server_add(struct t_gen *g, const char *backend, const char *name, const char *addr, unsigned weight,
+                      struct t_server **out, char **err);
 /* -EBUSY (with *err) while s has connections and is neither drained nor
  * disabled: `del` is refused then.  0 otherwise. */
 int rt_server_del_refused(struct t_server *s, char **err);

@@ -279,17 +279,27 @@ static void test_shipped_files(void **unused)
  * (a schema path such as "backends.[].health"). */
 static void config_with(char *out, size_t cap, const char *path, const char *setting)
 {
-	const char *glob = "", *fe = "", *be = "", *srv = "", *sub = NULL;
-	char subtext[256] = "";
+	const char *glob = "", *fe = "", *be = "", *srv = "", *sub = NULL, *addr = "address = \"127.0.0.1:9001\";";
+	char subtext[256] = "", logtext[256];
 
-	if (strcmp(path, "global") == 0)
+	if (strcmp(path, "global") == 0) {
 		glob = setting;
-	else if (strcmp(path, "frontends.[]") == 0)
+	} else if (strcmp(path, "global.log") == 0) {
+		snprintf(logtext, sizeof(logtext), "log = { target = \"stderr\"; %s };", setting);
+		glob = logtext;
+	} else if (strcmp(path, "frontends.[]") == 0)
 		fe = setting;
 	else if (strcmp(path, "backends.[]") == 0)
 		be = setting;
-	else if (strcmp(path, "backends.[].servers.[]") == 0)
+	else if (strcmp(path, "backends.[].servers.[]") == 0) {
 		srv = setting;
+		/* the settings of a resolve entry, in one */
+		if (strncmp(setting, "resolve", 7) == 0)
+			addr = strstr(setting, "SRV") ? "address = \"_http._tcp.pods.example\";"
+			                               : "address = \"pods.example:9001\";";
+		else if (strncmp(setting, "interval", 8) == 0 || strncmp(setting, "max =", 5) == 0)
+			addr = "resolve = \"A\"; address = \"pods.example:9001\";";
+	}
 	else if (strncmp(path, "backends.[].", 12) == 0)
 		sub = path + 12;
 	else
@@ -300,8 +310,8 @@ static void config_with(char *out, size_t cap, const char *path, const char *set
 	         "global = { %s };\n"
 	         "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:8080\" ]; backend = \"pods\"; %s } );\n"
 	         "backends = ( { name = \"pods\"; %s %s\n"
-	         "  servers = ( { name = \"a\"; address = \"127.0.0.1:9001\"; %s } ); } );\n",
-	         glob, fe, be, subtext, srv);
+	         "  servers = ( { name = \"a\"; %s %s } ); } );\n",
+	         glob, fe, be, subtext, addr, srv);
 }
 
 /* Loads text; returns NULL when it loads, else the errors (caller frees). */

@@ -124,6 +124,47 @@ static void test_reload_carries_state(void **state)
 	assert_true(s1->lb.up);
 }
 
+/* A server added to a generation being built (a reload carrying what DNS
+ * found) inherits the running same-named server's state; a resolve entry
+ * makes no server of its own. */
+static void test_gen_server_add_inherits(void **state)
+{
+	struct fx *f = *state;
+	const char *hc = "health = { type = \"tcp\"; rise = 2; fall = 2; };";
+	struct t_server *d, *d2;
+	struct t_gen *g;
+	char *err = NULL;
+
+	install(f, hc);
+	assert_int_equal(rt_server_add(&f->rt, "be", "d-10.0.0.1-80", "10.0.0.1:80", 3, &d, &err), 0);
+	assert_false(d->lb.up);                         /* checked first */
+	rt_server_checked(d, true, "connected");
+	rt_server_checked(d, true, "connected");
+	assert_true(d->lb.up);
+	d->connections_total = 5;
+	g = rt_gen_new(&f->rt, cfg_text(CONF, hc), &err);
+	assert_non_null(g);
+	assert_int_equal(rt_gen_server_add(g, "be", "d-10.0.0.1-80", "10.0.0.1:80", 3, &d2, &err), 0);
+	assert_int_equal(rt_gen_server_add(g, "nope", "x", "10.0.0.1:80", 1, &d2, &err), -ENOENT);
+	free(err);
+	err = NULL;
+	rt_install(&f->rt, g);
+	d2 = server(f, "d-10.0.0.1-80");
+	assert_true(d2->lb.up);                         /* not DOWN until checked again */
+	assert_int_equal(d2->connections_total, 5);
+	assert_int_equal(d2->lb.weight, 3);
+	/* a resolve entry is a name, not a server */
+	g = rt_gen_new(&f->rt, cfg_text("%s", "global = { log = \"stderr\"; };\n"
+	               "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:1\" ]; backend = \"be\"; } );\n"
+	               "backends = ( { name = \"be\"; servers = ( { name = \"s1\"; address = \"127.0.0.1:2\"; },\n"
+	               "  { name = \"dns\"; address = \"pods.example:80\"; resolve = \"A\"; } ); } );\n"), &err);
+	assert_non_null(g);
+	rt_install(&f->rt, g);
+	assert_non_null(server(f, "s1"));
+	assert_null(rt_server_lookup(&f->rt, "be", "dns", NULL));
+	assert_int_equal(f->rt.gen->backends->pool.nservers, 1);
+}
+
 static void test_runtime_api(void **state)
 {
 	struct fx *f = *state;
@@ -229,6 +270,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_generation_references, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_carries_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gen_server_add_inherits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runtime_api, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_added_server_checked_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_and_on_down_hook, setup, teardown),

@@ -8,39 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <cmocka.h>
 
+#include "guard.h"
+
 #include "tether/http.h"
-
-static char *guard_base;
-static size_t page;
-
-/* A copy of s[0..len) ending right before the guard page. */
-static const char *guarded(const char *s, size_t len)
-{
-	char *dst = guard_base + page - len;
-
-	assert_true(len <= page);
-	memcpy(dst, s, len);
-	return dst;
-}
-
-static int setup(void **state)
-{
-	page = (size_t)sysconf(_SC_PAGESIZE) * 4;
-	guard_base = mmap(NULL, page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (guard_base == MAP_FAILED)
-		return -1;
-	return mprotect(guard_base + page, page, PROT_NONE);
-}
-
-static int teardown(void **state)
-{
-	munmap(guard_base, page * 2);
-	return 0;
-}
 
 struct peek_case {
 	const char *in;
@@ -229,5 +201,5 @@ int main(void)
 		cmocka_unit_test(test_inject_every_split),
 		cmocka_unit_test(test_format_set_cookie),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, guard_setup, guard_teardown);
 }
