@@ -278,6 +278,9 @@ static void signals(struct tether *t, bool start)
 		} else if (ev_is_active(w[i])) {
 			ev_ref(t->loop);
 			ev_signal_stop(t->loop, w[i]);
+			/* the instance is going: a late SIGTERM (an init system
+			 * repeating itself) must not turn a clean exit into a kill */
+			signal(sigs[i], SIG_IGN);
 		}
 	}
 }
