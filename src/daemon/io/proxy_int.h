@@ -75,7 +75,8 @@ struct conn {
 
 /* proxy.c */
 void conn_close(struct conn *cn, enum t_end why, bool reset);
-/* Picks a server (first attempt or a retry) and starts connecting. */
+/* Picks a server (first attempt or a retry) and starts connecting; or
+ * queues cn when every server it could use is full; or closes it. */
 void connect_start(struct conn *cn);
 void arm_timer(struct conn *cn, double seconds);
 
