@@ -24,14 +24,20 @@ def be_metric(mport, name):
     return metric(mport, "tether_backend_" + name, 'backend="be"')
 
 
+def one_served_one_queued(t, mport, timeout=5):
+    """A client served by the one-slot server m, and one waiting in the queue."""
+    a = connect(t.port)
+    assert readline(a) == "m"
+    b = connect(t.port, timeout=timeout)
+    assert wait_for(lambda: be_metric(mport, "queue_length") == 1, 10), t.logtext()
+    return a, b
+
+
 @valgrind
 def test_queue_waits_for_a_slot():
     m = Backend("m")
     t, mport = start([("m", m.addr, "maxconn = 1;")], 'max = 10; timeout = "20s";')
-    a = connect(t.port)
-    assert readline(a) == "m"
-    b = connect(t.port, timeout=20)
-    assert wait_for(lambda: be_metric(mport, "queue_length") == 1, 10), t.logtext()
+    a, b = one_served_one_queued(t, mport, timeout=20)
     assert m.accepted == 1                      # the queued one has no server connection
     t0 = time.time()
     a.close()                                   # its slot goes to the waiting one
@@ -50,10 +56,7 @@ def test_queue_dispatch_on_server_added():
     through the runtime API (the control thread) serves the waiting one."""
     m, n = Backend("m"), Backend("n")
     t, mport = start([("m", m.addr, "maxconn = 1;")], 'max = 10; timeout = "20s";')
-    a = connect(t.port)
-    assert readline(a) == "m"
-    b = connect(t.port, timeout=20)
-    assert wait_for(lambda: be_metric(mport, "queue_length") == 1, 10)
+    a, b = one_served_one_queued(t, mport, timeout=20)
     rc, out = t.admin(f"add server be n {n.addr}")
     assert rc == 0, out
     assert readline(b) == "n"
@@ -66,10 +69,7 @@ def test_queue_dispatch_on_server_added():
 def test_queue_timeout_and_full():
     m = Backend("m")
     t, mport = start([("m", m.addr, "maxconn = 1;")], 'max = 1; timeout = "500ms";')
-    a = connect(t.port)
-    assert readline(a) == "m"
-    b = connect(t.port)
-    assert wait_for(lambda: be_metric(mport, "queue_length") == 1, 10)
+    a, b = one_served_one_queued(t, mport)
     t0 = time.time()
     c = connect(t.port)
     assert read_all(c) == b""                   # the queue is full: closed at once
