@@ -3,6 +3,7 @@ its maxconn waits in the backend's queue and is served once a slot frees (a
 connection ends, a server is added); queue.timeout and queue.max close it
 (503 in cookie mode), each with its end reason and counter; backups take the
 overflow of full primaries before anything waits."""
+import signal
 import threading
 import time
 
@@ -62,6 +63,21 @@ def test_queue_dispatch_on_server_added():
     assert readline(b) == "n"
     a.close()
     b.close()
+    t.stop()
+
+
+def test_queue_survives_reload():
+    """A connection queued before a reload waits in its generation's
+    backend, and gets the slot its generation's connection frees."""
+    m = Backend("m")
+    t, mport = start([("m", m.addr, "maxconn = 1;")], 'max = 10; timeout = "20s";')
+    a, b = one_served_one_queued(t, mport, timeout=20)
+    t.signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in t.logtext(), 10), t.logtext()
+    a.close()
+    assert readline(b) == "m"
+    b.close()
+    assert wait_for(lambda: t.admin("show info")[1].count("generations 1") == 1, 10)
     t.stop()
 
 
