@@ -705,7 +705,7 @@ void rt_local_error(struct t_runtime *rt, const char *what, int err)
 	if (__atomic_exchange_n(&rt->local_short, true, __ATOMIC_RELAXED))
 		return;
 	log_printf(rt->log, "local resource shortage: %s: %s (servers' health is not affected; counted in "
-	           "tether_local_errors_total; logged again once it is over)", what, strerror(err));
+	           "tether_local_errors_total; its end is logged)", what, strerror(err));
 	log_flush(rt->log);
 }
 
