@@ -56,6 +56,13 @@ struct cfg_timeouts {
 	uint32_t http_request_ms;       /* cookie peek, default 5s */
 };
 
+/* Connections waiting for a slot when every server they could use is at
+ * its maxconn (io/proxy.c, runtime.h's rt_waiter). */
+struct cfg_queue {
+	unsigned max;                   /* waiting at most; 0 = no queue (closed at once); default 1000 */
+	uint32_t timeout_ms;            /* waiting at most; default 5s */
+};
+
 enum cfg_resolve { CFG_RESOLVE_NONE = 0, CFG_RESOLVE_A, CFG_RESOLVE_AAAA, CFG_RESOLVE_SRV };
 
 /* A resolved entry's name becomes the prefix of its servers' names
@@ -86,6 +93,7 @@ struct cfg_backend {
 	uint64_t cookie_max_age_ms;     /* 0 = session cookie (no Max-Age); sent in whole seconds */
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
+	struct cfg_queue queue;
 	struct cfg_health health;
 	int send_proxy;                 /* PROXY protocol version written to servers: 0 (none), 1 or 2 */
 	struct cfg_server *servers;

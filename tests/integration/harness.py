@@ -244,7 +244,8 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
 
 
 class Tether:
-    def __init__(self, text, port, check_exit=True):
+    def __init__(self, text, port, check_exit=True, nofile=None):
+        """nofile: RLIMIT_NOFILE of the process (to run it out of descriptors)."""
         self.dir = tempfile.mkdtemp(prefix="tit-")
         self.path = os.path.join(self.dir, "tether.conf")
         self.port = port
@@ -257,7 +258,9 @@ class Tether:
             cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--track-fds=yes", "--log-file=" + os.path.join(self.dir, "valgrind.log")] + cmd
-        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=raise_nofile)
+        limit = raise_nofile if nofile is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=limit)
         atexit.register(self._kill)         # a failed assertion must not leave it running
         self.wait_port(port)
 
@@ -331,6 +334,16 @@ class Tether:
             if f and f[0] == server:
                 return f[2]
         return None
+
+
+def metric(mport, name, labels=None):
+    """The value of one sample of /metrics on mport (labels: 'backend="be"'), or None."""
+    import re
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+    sel = re.escape(name) + (r"\{%s\}" % re.escape(labels) if labels else "")
+    m = re.search(r"^%s ([0-9.e+-]+)$" % sel, text, re.M)
+    return float(m.group(1)) if m else None
 
 
 def connect(port, src=None, timeout=5):

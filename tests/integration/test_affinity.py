@@ -8,7 +8,8 @@ import socket
 import time
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import Backend, Tether, banner, conf, connect, http_get, main, read_http, readline
+from harness import (Backend, Tether, banner, conf, connect, free_port, http_get, main, metric, read_all,
+                     read_http, readline, wait_for)
 
 COOKIE = 'cookie = { name = "TETHERID"; secret = "s3cret"; max_age = "30m"; };'
 
@@ -108,12 +109,37 @@ def test_cookie_mode_passes_non_http_untouched():
         got += s.recv(65536)
     assert got == blob
     s.close()
-    # a client that sends nothing is routed by fallback after http_request
+    t.stop()
+
+
+@valgrind
+def test_cookie_mode_request_timeout_408():
+    """A request head not complete within http_request: 408 and a close, no
+    server connection; a client that sent nothing: closed without an answer."""
+    e = Backend("e", mode="http")
+    mport = free_port()
+    text, port = conf([("e", e.addr)], balance="cookie", global_extra=f'metrics = "127.0.0.1:{mport}";',
+                      backend_extra=COOKIE + ' timeouts = { http_request = "400ms"; };')
+    t = Tether(text, port)
+    s = connect(port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")      # and nothing more
+    t0 = time.time()
+    got = read_all(s)
+    took = time.time() - t0
+    s.close()
+    assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), got
+    assert b"\r\nConnection: close\r\n" in got and got.endswith(b"\r\n\r\n"), got
+    assert 0.3 < took < 5, took
     s = connect(port)
     t0 = time.time()
-    assert readline(s) == "e"
-    assert 0.25 < time.time() - t0 < 3
+    assert read_all(s) == b""                   # a FIN, no answer, no reset
+    assert 0.3 < time.time() - t0 < 5
     s.close()
+    assert e.accepted == 0, "a server connection was opened for an incomplete head"
+    code, _, body, _ = http_get(port)           # a complete head still goes through
+    assert code == 200 and body.startswith("e "), (code, body)
+    assert wait_for(lambda: t.logtext().count("end=request-timeout") == 2, 5), t.logtext()
+    assert metric(mport, "tether_backend_request_timeouts_total", 'backend="be"') == 2
     t.stop()
 
 

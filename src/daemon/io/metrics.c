@@ -44,6 +44,7 @@ struct metric {
 	uint64_t (*fe)(const struct t_frontend *f);
 	uint64_t (*be)(const struct t_backend *b);
 	uint64_t (*srv)(const struct t_server *s);
+	double scale;                   /* backend scope: printed as value * scale when set (ms -> s) */
 };
 
 static double g_active(const struct t_worker *w) { return T_LOAD(&w->rt->active); }
@@ -56,6 +57,14 @@ static uint64_t f_active(const struct t_frontend *f) { return T_LOAD(&f->active)
 static uint64_t f_proxy_err(const struct t_frontend *f) { return T_LOAD(&f->proxy_errors_total); }
 static uint64_t b_retries(const struct t_backend *b) { return T_LOAD(&b->retries_total); }
 static uint64_t b_noserver(const struct t_backend *b) { return T_LOAD(&b->no_server_total); }
+static double g_local_err(const struct t_worker *w) { return (double)T_LOAD(&w->rt->local_errors_total); }
+static uint64_t b_qlen(const struct t_backend *b) { return T_LOAD(&b->queue_length); }
+static uint64_t b_queued(const struct t_backend *b) { return T_LOAD(&b->queued_total); }
+static uint64_t b_qdisp(const struct t_backend *b) { return T_LOAD(&b->queue_dispatched_total); }
+static uint64_t b_qwait(const struct t_backend *b) { return T_LOAD(&b->queue_wait_ms_total); }
+static uint64_t b_qtimeout(const struct t_backend *b) { return T_LOAD(&b->queue_timeouts_total); }
+static uint64_t b_qfull(const struct t_backend *b) { return T_LOAD(&b->queue_full_total); }
+static uint64_t b_reqtimeout(const struct t_backend *b) { return T_LOAD(&b->request_timeouts_total); }
 static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
 static uint64_t s_weight(const struct t_server *s) { return s->lb.weight; }
 static uint64_t s_active(const struct t_server *s) { return s->lb.active; }
@@ -76,6 +85,9 @@ static const struct metric metrics[] = {
 	{ "tether_reload_failures_total", "counter", "Reloads refused because the new file was invalid.", SC_GLOBAL,
 	  .global = g_reload_fail },
 	{ "tether_uptime_seconds", "gauge", "Seconds since tether started.", SC_GLOBAL, .global = g_uptime },
+	{ "tether_local_errors_total", "counter",
+	  "Sockets and connects (proxied or health checks) that failed for a local shortage: EMFILE, ENFILE, "
+	  "ENOBUFS, ENOMEM, EADDRNOTAVAIL.", SC_GLOBAL, .global = g_local_err },
 	{ "tether_frontend_connections_total", "counter", "Client connections accepted.", SC_FRONTEND, .fe = f_total },
 	{ "tether_frontend_active_connections", "gauge", "Client connections open now.", SC_FRONTEND, .fe = f_active },
 	{ "tether_frontend_proxy_errors_total", "counter",
@@ -84,6 +96,22 @@ static const struct metric metrics[] = {
 	  .be = b_retries },
 	{ "tether_backend_no_server_total", "counter", "Client connections closed because no server was usable.",
 	  SC_BACKEND, .be = b_noserver },
+	{ "tether_backend_queue_length", "gauge", "Client connections waiting now for a server below its maxconn.",
+	  SC_BACKEND, .be = b_qlen },
+	{ "tether_backend_queued_total", "counter", "Client connections that had to wait in the queue.", SC_BACKEND,
+	  .be = b_queued },
+	{ "tether_backend_queue_dispatched_total", "counter", "Queued connections that then got a server.", SC_BACKEND,
+	  .be = b_qdisp },
+	{ "tether_backend_queue_wait_seconds_total", "counter",
+	  "Time the dispatched connections waited in the queue, in all (divide by queue_dispatched_total).",
+	  SC_BACKEND, .be = b_qwait, .scale = 0.001 },
+	{ "tether_backend_queue_timeouts_total", "counter", "Queued connections closed after queue.timeout.",
+	  SC_BACKEND, .be = b_qtimeout },
+	{ "tether_backend_queue_full_total", "counter", "Connections closed at once because the queue held queue.max.",
+	  SC_BACKEND, .be = b_qfull },
+	{ "tether_backend_request_timeouts_total", "counter",
+	  "Cookie mode: connections closed without a complete request head within timeouts.http_request.", SC_BACKEND,
+	  .be = b_reqtimeout },
 	{ "tether_server_up", "gauge", "1 when the server is UP by health checks, 0 when DOWN.", SC_SERVER, .srv = s_up },
 	{ "tether_server_draining", "gauge", "1 while the server is drained by the runtime API.", SC_SERVER,
 	  .srv = s_drain },
@@ -128,8 +156,12 @@ static void prometheus(struct t_metrics *ms, struct sbuf *o)
 			break;
 		case SC_BACKEND:
 			for (struct t_backend *be = g->backends; be; be = be->next)
-				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
-				          (unsigned long long)mt->be(be));
+				if (mt->scale)
+					sb_printf(o, "%s{backend=\"%s\"} %.17g\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+					          (double)mt->be(be) * mt->scale);
+				else
+					sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+					          (unsigned long long)mt->be(be));
 			break;
 		case SC_SERVER:     /* servers' lb state under their backend's lock (workers change it) */
 			for (struct t_backend *be = g->backends; be; be = be->next) {
@@ -183,9 +215,13 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 		for (struct t_backend *be = g->backends; be; be = be->next) {
 			bool sfirst = true;
 
-			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
-			          "\"servers\":[", first ? "" : ",", be->cfg.name, be->pool.algo->name,
-			          (unsigned long long)T_LOAD(&be->retries_total), (unsigned long long)T_LOAD(&be->no_server_total));
+			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu", first ? "" : ",",
+			          be->cfg.name, be->pool.algo->name, (unsigned long long)T_LOAD(&be->retries_total));
+			for (size_t m = 0; m < NMETRICS; m++)      /* no_server_total, queue_length, ... */
+				if (metrics[m].scope == SC_BACKEND && !metrics[m].scale &&
+				    strncmp(metrics[m].name, "tether_backend_", 15) == 0)
+					sb_printf(o, ",\"%s\":%llu", metrics[m].name + 15, (unsigned long long)metrics[m].be(be));
+			sb_printf(o, ",\"queue_wait_seconds_total\":%.3f,\"servers\":[", (double)b_qwait(be) / 1000.0);
 			first = false;
 			rt_backend_lock(be);
 			for (int i = 0; i < be->pool.nservers; i++) {

@@ -45,6 +45,8 @@ struct t_worker {
 	size_t scratch_size;
 	struct conn *conns;             /* its open connections (drain, on_down) */
 	struct conn *dead;              /* closed, freed after the batch (proxy_reap) */
+	struct conn *queued;            /* those waiting in a backend's queue */
+	ev_async qwake;                 /* a slot freed for one of them (any thread) */
 	unsigned active;                /* its connections (read by others: T_LOAD) */
 	uint64_t accepted;              /* connections accepted (T_ADD) */
 	bool accept_paused;             /* out of fds or at maxconn */
