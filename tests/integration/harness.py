@@ -452,6 +452,19 @@ def valgrind(fn):
     return fn
 
 
+def fetch(mport, path="/stats"):
+    """GET path from the metrics port: the text of /metrics, the JSON of /stats."""
+    import json
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{mport}{path}", timeout=10).read().decode()
+    return json.loads(body) if path == "/stats" else body
+
+
+def server_stats(mport, backend=0):
+    """{server name: its /stats object} of a backend (by position)."""
+    return {s["name"]: s for s in fetch(mport)["backends"][backend]["servers"]}
+
+
 def wait_for(pred, timeout, step=0.05):
     end = time.time() + timeout
     while time.time() < end:
