@@ -8,6 +8,7 @@ connections cost no threads.  Modes:
           writes the response head one byte at a time
   sink    reads and discards, never answers
   drain   reads until EOF, then answers "<bytes> <sha256>\\n" and closes
+  stream  never reads; writes "tick\\n" every 0.1 s for 2 s, then closes
 """
 import asyncio
 import atexit
@@ -160,6 +161,12 @@ class Backend:
             writer.write(data)
             await writer.drain()
 
+    async def _stream(self, reader, writer):
+        for _ in range(20):
+            writer.write(b"tick\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
     async def _sink(self, reader, writer):
         while await reader.read(65536):
             pass
@@ -244,7 +251,9 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
 
 
 class Tether:
-    def __init__(self, text, port, check_exit=True):
+    def __init__(self, text, port, check_exit=True, nofile=None, log_file=None):
+        """nofile: tether's RLIMIT_NOFILE (soft and hard); log_file: the file
+        the configuration logs to (@DIR@ allowed), watched for "started"."""
         self.dir = tempfile.mkdtemp(prefix="tit-")
         self.path = os.path.join(self.dir, "tether.conf")
         self.port = port
@@ -252,12 +261,18 @@ class Tether:
         self.write(text)
         self.log_path = os.path.join(self.dir, "tether.log")
         self.log = open(self.log_path, "w")
+        self.log_file = log_file.replace("@DIR@", self.dir) if log_file else None
         cmd = [TETHER, "-c", self.path]
         if VALGRIND:
             cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--track-fds=yes", "--log-file=" + os.path.join(self.dir, "valgrind.log")] + cmd
-        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=raise_nofile)
+        def limits():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            else:
+                raise_nofile()
+        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=limits)
         atexit.register(self._kill)         # a failed assertion must not leave it running
         self.wait_port(port)
 
@@ -282,6 +297,8 @@ class Tether:
             if self.proc.poll() is not None:
                 raise AssertionError("tether exited: " + self.logtext())
             if " started: " in self.logtext():
+                return
+            if self.log_file and os.path.exists(self.log_file) and " started: " in open(self.log_file).read():
                 return
             if time.time() > probe_after:
                 try:
