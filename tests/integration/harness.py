@@ -221,7 +221,11 @@ class Blackhole:
             except BlockingIOError:
                 pass
             self.fillers.append(c)
-        time.sleep(0.2)
+        # the queue is full once a filler's handshake completed (it is writable)
+        import select
+        end = time.time() + 5
+        while not select.select([], self.fillers, [], 0.05)[1] and time.time() < end:
+            pass
 
     @property
     def addr(self):
