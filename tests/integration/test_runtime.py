@@ -124,5 +124,48 @@ def test_del_drained_server_freed_at_last_connection():
     t.stop()
 
 
+@valgrind
+def test_reload_keeps_api_state_health_and_counters():
+    """operations.md: a reload applies the file (servers added through the
+    API go, `set weight` gives way to the file's weight), while servers in
+    both keep their health, counters, and a drain or disable done through
+    the API."""
+    bs = {n: Backend(n) for n in "abcd"}
+    mport = free_port()
+    hc = 'health = { type = "tcp"; interval = "100ms"; timeout = "200ms"; rise = 1; fall = 1; };'
+
+    def text():
+        return conf([(n, bs[n].addr) for n in "abc"], port=t_port, backend_extra=hc,
+                    global_extra=ADMIN + f' metrics = "127.0.0.1:{mport}";')[0]
+    t_port = free_port()
+    t = Tether(text(), t_port)
+    assert wait_for(lambda: all(t.state(n) == "UP" for n in "abc"), 5)
+    for _ in range(6):
+        banner(t.port)
+    ok(t, "drain server be a")
+    ok(t, "disable server be b")
+    ok(t, "set weight be c 7")
+    ok(t, f"add server be d {bs['d'].addr}")
+    c_port = bs["c"].port
+    bs["c"].stop()
+    assert wait_for(lambda: t.state("c") == "DOWN", 5)
+    before = server_stats(mport)
+    t.signal(__import__("signal").SIGHUP)
+    assert wait_for(lambda: "reloaded" in t.logtext(), 10), t.logtext()
+    after = server_stats(mport)
+    assert sorted(after) == ["a", "b", "c"], after                 # d was not in the file
+    assert (after["a"]["state"], after["b"]["state"], after["c"]["state"]) == ("DRAIN", "MAINT", "DOWN"), after
+    assert after["c"]["weight"] == 1, after["c"]                  # the file's weight
+    for n in "abc":                                                # counters carried
+        assert after[n]["connections_total"] == before[n]["connections_total"] > 0, (n, before[n], after[n])
+        assert after[n]["health_transitions_total"] == before[n]["health_transitions_total"], n
+    Backend("c", port=c_port)
+    assert wait_for(lambda: t.state("c") == "UP", 5)
+    assert shares(t.port, 6) == {"c": 6}                           # a drained, b disabled: still out
+    ok(t, "enable server be a")
+    assert "a" in shares(t.port, 6)
+    t.stop()
+
+
 if __name__ == "__main__":
     main(globals())
