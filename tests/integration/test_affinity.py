@@ -105,6 +105,24 @@ def test_cookie_redispatch_when_server_dies():
 
 
 @valgrind
+def test_cookie_retry_gets_fresh_cookie():
+    """No checks: the cookie's server refuses the connect; the retry goes to
+    another server and the fresh cookie names the server it reached."""
+    bs = {n: Backend(n, mode="http") for n in "abc"}
+    text, port = conf([(n, b.addr) for n, b in bs.items()], balance="cookie", backend_extra=COOKIE + " retries = 2;")
+    t = Tether(text, port)
+    st, hdrs, body, _ = http_get(port)
+    value, first = cookie_of(hdrs), body.split()[0]
+    bs[first].stop()
+    for _ in range(3):
+        st, hdrs, body, _ = http_get(port, {"Cookie": "TETHERID=" + value})
+        reached = body.split()[0]
+        assert st == 200 and reached != first, body
+        assert cookie_of(hdrs) == GOLDEN[reached], (reached, hdrs)
+    t.stop()
+
+
+@valgrind
 def test_set_cookie_byte_by_byte_head():
     b = Backend("slow", mode="http", slow=True)
     text, port = conf([("slow", b.addr)], balance="cookie", backend_extra=COOKIE)
