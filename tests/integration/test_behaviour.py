@@ -55,6 +55,9 @@ def test_idle_timeout_reset_by_writes_to_the_server():
     assert s.recv(10) == b""                  # then silent both ways: cut
     s.close()
     assert wait_for(lambda: "end=server-timeout" in t.logtext(), 5), t.logtext()
+    # cut after the upload (2 s) and its 0.5 s of silence, not during it
+    took = int(re.search(r" duration=(\d+)ms .*end=server-timeout", t.logtext()).group(1))
+    assert took >= 2400, t.logtext()
     t.stop()
 
 
