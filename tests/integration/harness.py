@@ -95,6 +95,7 @@ class Backend:
         self.server = None
         self.stopped = False
         self.accepted = 0
+        self.heads = []                     # http mode: every request head received
         self.writers = set()
         self.start()
 
@@ -185,6 +186,7 @@ class Backend:
     async def _http(self, reader, writer):
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
             cookie = b""
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"cookie:"):

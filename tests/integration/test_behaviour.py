@@ -368,5 +368,94 @@ def test_health_timeout_reason():
     hole.close()
 
 
+# --- more documented details ---
+
+@valgrind
+def test_reload_with_another_worker_count_refused():
+    """configuration.md: a change of `workers` needs a restart; a reload
+    with another count is refused (and counted) and the running
+    configuration stays."""
+    a = Backend("a")
+    text, port = conf([("a", a.addr)], global_extra="workers = 1; " + ADMIN)
+    t = Tether(text, port)
+    t.write(text.replace("workers = 1;", "workers = 2;"))
+    t.signal(signal.SIGHUP)
+    assert wait_for(lambda: "a change needs a restart" in t.logtext(), 10), t.logtext()
+    assert "reload of" in t.logtext() and "reloaded" not in t.logtext()
+    rc, out = t.admin("show info")
+    assert "reload_failures 1" in out and "workers 1" in out, out
+    assert banner(port) == "a"
+    t.stop()
+
+
+def test_http_check_path_and_host():
+    """health.path is the request path; health.host the Host header, by
+    default the server's address."""
+    a, b = Backend("a", mode="http"), Backend("b", mode="http")
+    hc = 'health = { type = "http"; path = "/hz"; interval = "100ms"; rise = 1; fall = 1; };'
+    t = start([("a", a.addr), ("b", b.addr)], backend_extra=hc)
+    assert wait_for(lambda: a.heads and b.heads, 5)
+    assert a.heads[0].startswith(b"GET /hz HTTP/1.0\r\n"), a.heads[0]
+    assert b"\r\nHost: %s\r\n" % a.addr.encode() in a.heads[0], a.heads[0]
+    t.stop()
+    c = Backend("c", mode="http")
+    t = start([("c", c.addr)], backend_extra=hc.replace('path = "/hz";', 'path = "/hz"; host = "app.example";'))
+    assert wait_for(lambda: c.heads, 5)
+    assert b"\r\nHost: app.example\r\n" in c.heads[0], c.heads[0]
+    t.stop()
+
+
+@valgrind
+def test_weight_zero_takes_only_affinity_traffic():
+    """configuration.md: weight 0 takes only affinity traffic: no new client
+    is placed on it, a client holding its cookie still gets there."""
+    from test_affinity import COOKIE, GOLDEN
+    bs = [Backend(n, mode="http") for n in "ab"]
+    t = start([("a", bs[0].addr, "weight = 0;"), ("b", bs[1].addr)], balance="cookie", backend_extra=COOKIE)
+    assert {http_get(t.port)[2].split()[0] for _ in range(10)} == {"b"}
+    for _ in range(3):
+        st, hdrs, body, _ = http_get(t.port, {"Cookie": "TETHERID=" + GOLDEN["a"]})
+        assert body.split()[0] == "a" and "set-cookie" not in hdrs, (body, hdrs)
+    t.stop()
+
+
+LINGER0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"    # SO_LINGER on, 0 s: close() sends an RST
+
+
+@valgrind
+def test_reset_end_reasons():
+    """The log's `end`: a server that resets is server-reset, a client that
+    resets is client-reset."""
+    a = Backend("a", mode="echo")
+    t = start([("a", a.addr)])
+    s = connect(t.port)
+    s.sendall(b"x\n")
+    assert readline(s) == "x"
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+    s.close()                                  # linger 0: an RST
+    assert wait_for(lambda: "end=client-reset" in t.logtext(), 5), t.logtext()
+    t.stop()
+    lsn = socket.socket()                      # a server of our own, to reset from
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(1)
+    lsn.settimeout(5)
+    t = start([("r", "127.0.0.1:%d" % lsn.getsockname()[1])])
+    s = connect(t.port)
+    conn, _ = lsn.accept()
+    s.sendall(b"up")
+    conn.settimeout(5)
+    assert conn.recv(2) == b"up"               # the relay is up
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+    conn.close()                               # an RST to tether
+    try:
+        s.recv(10)
+    except OSError:
+        pass
+    s.close()
+    lsn.close()
+    assert wait_for(lambda: "end=server-reset" in t.logtext(), 5), t.logtext()
+    t.stop()
+
+
 if __name__ == "__main__":
     main(globals())
