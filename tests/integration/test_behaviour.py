@@ -457,5 +457,30 @@ def test_reset_end_reasons():
     t.stop()
 
 
+def test_cpu_affinity_pins_workers():
+    """cpu_affinity = true: worker i runs on CPU i (modulo the CPUs)."""
+    ncpu = os.cpu_count() or 1
+    if ncpu < 2 or len(os.sched_getaffinity(0)) < 2:
+        print("SKIP: fewer than 2 CPUs available")
+        return
+    a = Backend("a")
+    t = start([("a", a.addr)], global_extra="workers = 2; cpu_affinity = true;")
+
+    def pinned():
+        cpus = []
+        for task in os.listdir(f"/proc/{t.proc.pid}/task"):
+            with open(f"/proc/{t.proc.pid}/task/{task}/status") as f:
+                m = re.search(r"^Cpus_allowed_list:\s*(\S+)$", f.read(), re.M)
+            if m and re.fullmatch(r"\d+", m.group(1)):
+                cpus.append(int(m.group(1)))
+        return sorted(cpus)
+    assert wait_for(lambda: pinned() == [0, 1], 5), pinned()
+    assert banner(t.port) == "a"
+    t.stop()
+    t = start([("a", a.addr)], global_extra="workers = 2;")                 # off by default
+    assert pinned() == [], pinned()
+    t.stop()
+
+
 if __name__ == "__main__":
     main(globals())

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import time
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
 from harness import (Backend, Tether, banner, conf, connect, fetch, free_port, main, readline, server_stats,
@@ -213,6 +214,19 @@ def test_stats_and_show_info_fields():
     assert re.search(r"^b %s UP 1 0 0 0 backup$" % re.escape(b.addr), out, re.M), out
     held.close()
     assert wait_for(lambda: fetch(mport)["active_connections"] == 0, 5)
+    t.stop()
+
+
+def test_uptime_counts_seconds():
+    """tether_uptime_seconds and show info's uptime_seconds: seconds since start."""
+    a = Backend("a")
+    mport = free_port()
+    t0 = time.time()
+    t = start([("a", a.addr)], mport)
+    assert wait_for(lambda: fetch(mport)["uptime_seconds"] >= 1.0, 5), fetch(mport)
+    up = sample(fetch(mport, "/metrics"), "tether_uptime_seconds")
+    assert 1.0 <= up <= time.time() - t0 + 0.5, (up, time.time() - t0)
+    assert int(fetch_info(t)["uptime_seconds"]) >= 1
     t.stop()
 
 
