@@ -307,6 +307,8 @@ static int start_workers(struct tether *t, unsigned n, bool pin, char **err)
 	for (unsigned i = 1; i < n; i++)
 		if ((rc = worker_start_thread(&t->w[i], pin, err)) < 0)
 			return rc;
+	if (pin)            /* worker 0 is this thread; pinned last, so no thread inherits its CPU */
+		worker_pin(&t->w[0], pthread_self());
 	return 0;
 }
 

@@ -143,15 +143,19 @@ int worker_start_thread(struct t_worker *w, bool pin_cpu, char **err)
 	if (rc != 0)
 		return tether_err(err, -rc, "cannot start worker %u: %s", w->id, strerror(rc));
 	w->running = true;
-	if (pin_cpu) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(w->id % (unsigned)(ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(w->thread, sizeof(set), &set);
-	}
+	if (pin_cpu)
+		worker_pin(w, w->thread);
 	return 0;
+}
+
+void worker_pin(const struct t_worker *w, pthread_t thread)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(w->id % (unsigned)(ncpu > 0 ? ncpu : 1), &set);
+	pthread_setaffinity_np(thread, sizeof(set), &set);
 }
 
 static void stop_loop(struct t_worker *w, void *arg)
