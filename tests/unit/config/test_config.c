@@ -287,6 +287,9 @@ static void config_with(char *out, size_t cap, const char *path, const char *set
 	} else if (strcmp(path, "global.log") == 0) {
 		snprintf(logtext, sizeof(logtext), "log = { target = \"stderr\"; %s };", setting);
 		glob = logtext;
+	} else if (strcmp(path, "global.admin") == 0) {
+		snprintf(logtext, sizeof(logtext), "admin = { path = \"/tmp/t.sock\"; %s };", setting);
+		glob = logtext;
 	} else if (strcmp(path, "frontends.[]") == 0)
 		fe = setting;
 	else if (strcmp(path, "backends.[]") == 0)
