@@ -306,16 +306,19 @@ int ctl_bind_unix(struct ctl_bound *b, const struct cfg_admin *a, char **err)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, alive, rc;
+	size_t len;
 
 	b->fd = -1;
 	b->path[0] = '\0';
 	/* bound under a temporary name, given its mode and group, then linked
 	 * to the path: never reachable with the umask's permissions, and never
 	 * replacing a file that appeared meanwhile (link does not overwrite) */
-	if (strlen(a->path) > sizeof(sun.sun_path) - 12)        /* room for ".PID~" */
+	len = strlen(a->path);
+	if (len > sizeof(sun.sun_path) - 12)        /* room for ".PID~" */
 		return tether_err(err, -ENAMETOOLONG, "global.admin %s: the path is too long (at most %zu characters)",
 		                  a->path, sizeof(sun.sun_path) - 12);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s.%d~", a->path, (int)getpid());
+	memcpy(sun.sun_path, a->path, len);
+	snprintf(sun.sun_path + len, sizeof(sun.sun_path) - len, ".%d~", (int)getpid());
 	if (lstat(a->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return tether_err(err, -EEXIST, "global.admin %s: the path exists and is not a socket; "
