@@ -212,7 +212,9 @@ static int control_open(struct tether *t, const struct cfg_global *cur, const st
 {
 	n->admin.fd = n->metrics.fd = -1;
 	n->admin.path[0] = n->metrics.path[0] = '\0';
-	n->admin_change = !cur || strcmp(cur->admin.path, gl->admin.path) != 0;
+	/* a socket file removed meanwhile is made again: without it the
+	 * instance cannot be reached but by signals */
+	n->admin_change = !cur || strcmp(cur->admin.path, gl->admin.path) != 0 || ctl_bound_gone(&t->admin.b);
 	n->metrics_change = !cur || cur->metrics.len != gl->metrics.len ||
 	                    memcmp(&cur->metrics.ss, &gl->metrics.ss, gl->metrics.len) != 0;
 	if (n->metrics_change && gl->metrics.len && ctl_bind_tcp(&n->metrics, &gl->metrics, "global.metrics", err) < 0)

@@ -118,6 +118,12 @@ def test_admin_live_socket_kept_stale_replaced():
     t2.stop()
     assert os.path.exists(sock), "a stopping instance removed another's socket"
     assert admin_at(sock, "show info")[0] == 0
+    # a socket file removed by hand is made again by a reload
+    os.unlink(sock)
+    t3.signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in t3.logtext(), 10), t3.logtext()
+    assert "reload: admin socket now %s" % sock in t3.logtext(), t3.logtext()
+    assert admin_at(sock, "show info")[0] == 0
     t3.stop()
     assert not os.path.exists(sock), "the instance did not remove its own socket"
 

@@ -380,6 +380,13 @@ int ctl_bind_tcp(struct ctl_bound *b, const struct cfg_addr *a, const char *what
 	return 0;
 }
 
+bool ctl_bound_gone(const struct ctl_bound *b)
+{
+	struct stat st;
+
+	return b->fd >= 0 && b->path[0] && lstat(b->path, &st) < 0 && errno == ENOENT;
+}
+
 void ctl_bound_close(struct ctl_bound *b)
 {
 	struct stat st;

@@ -78,6 +78,8 @@ int ctl_bind_unix(struct ctl_bound *b, const struct cfg_admin *a, char **err);
 int ctl_bind_tcp(struct ctl_bound *b, const struct cfg_addr *a, const char *what, char **err);
 /* Sets the mode and group of b's socket file to a's (a reload). */
 int ctl_bind_chmod(const struct ctl_bound *b, const struct cfg_admin *a, char **err);
+/* Whether b's socket file was removed (by hand, or a tmp cleaner). */
+bool ctl_bound_gone(const struct ctl_bound *b);
 /* Closes b; removes its socket file if it is still b's. */
 void ctl_bound_close(struct ctl_bound *b);
 
