@@ -13,6 +13,9 @@ scripts/install-deps.sh test
 if [ ! -f "$dir/build.ninja" ]; then
 	CC=clang meson setup "$dir" -Dfuzz=true -Dtests=true --buildtype=debugoptimized >/dev/null
 fi
+# leaks inside libraries we do not own, each explained there
+LSAN_OPTIONS=suppressions=$top/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}
+export LSAN_OPTIONS
 run=$(date -u +%Y%m%dT%H%M%SZ)-$$
 arts="$top/$dir/fuzz-artifacts/$run"
 status=0
