@@ -274,6 +274,38 @@ def test_control_slow_request_bounded():
     t.stop()
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def test_admin_client_never_reading_bounded():
+    """A client that sends commands and never reads their answers: tether
+    stops reading it once an answer waits, so its buffer does not grow."""
+    a = Backend("a")
+    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock";')
+    t = Tether(text, port)
+    pid = t.proc.pid
+    before = rss_kb(pid)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(t.dir, "admin.sock"))
+    s.setblocking(False)
+    sent, chunk = 0, b"show info\n" * 1000
+    end = time.time() + 3
+    while time.time() < end:
+        try:
+            sent += s.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:
+            break
+    grew = rss_kb(pid) - before
+    assert sent < 8 << 20, "tether read %d bytes of commands whose answers nobody read" % sent
+    assert grew < 32 << 10, "RSS grew %d kB" % grew
+    s.close()
+    t.stop()
+
+
 @valgrind
 def test_admin_quit_closes_at_once():
     a = Backend("a")

@@ -119,6 +119,9 @@ static bool client_flush(struct ctl_client *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* no more requests read until this answer is: a client
+			 * that sends and never reads cannot grow our buffer */
+			ev_io_stop(loop, &c->rio);
 			ev_io_start(loop, &c->wio);
 			return false;
 		}
@@ -134,6 +137,7 @@ static bool client_flush(struct ctl_client *c)
 		client_free(c);
 		return true;
 	}
+	ev_io_start(loop, &c->rio);
 	return false;
 }
 

@@ -202,6 +202,9 @@ static const struct bad_case bad[] = {
 	  "t.conf:2: global.metrics: 127.0.0.1:8080 is also bound by frontend \"web\" (127.0.0.1:8080)" },
 	{ "global = { metrics = \"*:8080\"; };\n" FE BE(""),
 	  "t.conf:2: global.metrics: *:8080 is also bound by frontend \"web\" (127.0.0.1:8080)" },
+	/* a string across lines, or with an escape, quoted in an error: still one line */
+	{ FE "backends = ( { name = \"pods\"; servers = ( { name = \"a\"; address = \"127.0\n.0.1:1\x1b[2J\"; } ); } );\n",
+	  "t.conf:2: backends.[0].servers.[0].address: \"127.0?.0.1:1?[2J\" is not an address like \"127.0.0.1:9001\" or \"[::1]:9001\"" },
 	/* several errors are all reported, in file order */
 	{ FE BE("retries = 11;\n  timeouts = { connect = \"1\"; };"),
 	  "t.conf:2: backends.[0].retries: must be 0..10\n"
