@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import TETHER, Backend, Tether, banner, conf, free_port, main, wait_for
+from harness import TETHER, Backend, Tether, banner, conf, free_port, main, read_all, wait_for
 
 SRC = os.environ.get("TETHER_SRCDIR", ".")
 
@@ -22,6 +22,12 @@ SRC = os.environ.get("TETHER_SRCDIR", ".")
 def admin_at(path, cmd):
     out = subprocess.run([TETHER, "-x", path, cmd], capture_output=True, text=True, timeout=10)
     return out.returncode, out.stdout + out.stderr
+
+
+def one_backend(global_extra):
+    """A tether in front of one backend "a", with global_extra: (t, a)."""
+    a = Backend("a")
+    return Tether(*conf([("a", a.addr)], global_extra=global_extra)), a
 
 
 def start_fails(text, tmpdir):
@@ -47,12 +53,7 @@ def nfds(pid):
 def http(port, request, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(request)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     return data
 
@@ -204,10 +205,8 @@ def test_reload_rebinds_admin_and_metrics():
 
 def test_control_out_of_fds_pauses():
     """EMFILE on the metrics port: accepting pauses (no spin), and resumes."""
-    a = Backend("a")
     mport = free_port()
-    text, port = conf([("a", a.addr)], global_extra='metrics = "127.0.0.1:%d";' % mport)
-    t = Tether(text, port)
+    t, a = one_backend('metrics = "127.0.0.1:%d";' % mport)
     pid = t.proc.pid
     assert b"200 OK" in http(mport, b"GET /metrics HTTP/1.0\r\n\r\n")
     have = nfds(pid)
@@ -225,21 +224,14 @@ def test_control_out_of_fds_pauses():
     for s in held:
         s.close()
     late.settimeout(10)
-    data = b""
-    while True:
-        chunk = late.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(late)
     assert data.startswith(b"HTTP/1.1 200 OK"), data[:200]
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     t.stop()
 
 
 def test_control_clients_capped():
-    a = Backend("a")
-    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock";')
-    t = Tether(text, port)
+    t, a = one_backend('admin = "@DIR@/admin.sock";')
     pid, sock = t.proc.pid, os.path.join(t.dir, "admin.sock")
     have = nfds(pid)
     clients = []
@@ -262,10 +254,8 @@ def test_control_clients_capped():
 
 def test_control_slow_request_bounded():
     """One byte a second holds neither a metrics nor an admin client."""
-    a = Backend("a")
     mport = free_port()
-    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock"; metrics = "127.0.0.1:%d";' % mport)
-    t = Tether(text, port)
+    t, a = one_backend('admin = "@DIR@/admin.sock"; metrics = "127.0.0.1:%d";' % mport)
     m = socket.create_connection(("127.0.0.1", mport))
     assert closed_within(m, 9, trickle=b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), "metrics client kept"
     s = socket.socket(socket.AF_UNIX)
@@ -282,9 +272,7 @@ def rss_kb(pid):
 def test_admin_client_never_reading_bounded():
     """A client that sends commands and never reads their answers: tether
     stops reading it once an answer waits, so its buffer does not grow."""
-    a = Backend("a")
-    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock";')
-    t = Tether(text, port)
+    t, a = one_backend('admin = "@DIR@/admin.sock";')
     pid = t.proc.pid
     before = rss_kb(pid)
     s = socket.socket(socket.AF_UNIX)
@@ -308,9 +296,7 @@ def test_admin_client_never_reading_bounded():
 
 @valgrind
 def test_admin_quit_closes_at_once():
-    a = Backend("a")
-    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock";')
-    t = Tether(text, port)
+    t, a = one_backend('admin = "@DIR@/admin.sock";')
     pid = t.proc.pid
     have = nfds(pid)
     for _ in range(20):
@@ -325,10 +311,8 @@ def test_admin_quit_closes_at_once():
 
 
 def test_metrics_methods():
-    a = Backend("a")
     mport = free_port()
-    text, port = conf([("a", a.addr)], global_extra='metrics = "127.0.0.1:%d";' % mport)
-    t = Tether(text, port)
+    t, a = one_backend('metrics = "127.0.0.1:%d";' % mport)
     r = http(mport, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
     assert r.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"\r\nAllow: GET, HEAD\r\n" in r, r
     get = http(mport, b"GET /stats HTTP/1.0\r\n\r\n")
@@ -346,14 +330,12 @@ def test_cli_papercuts():
     assert out.returncode == 2 and "option -c needs an argument" in out.stderr, out.stderr
     out = subprocess.run([TETHER, "-x", "/nonexistent.sock"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 2 and "option -x needs" in out.stderr, out.stderr
-    a = Backend("a")
-    text, port = conf([("a", a.addr)], global_extra='admin = "@DIR@/admin.sock";')
-    t = Tether(text, port)
+    t, a = one_backend('admin = "@DIR@/admin.sock";')
     sock = os.path.join(t.dir, "admin.sock")
     words = subprocess.run([TETHER, "-x", sock, "show", "servers"], capture_output=True, text=True, timeout=10)
     quoted = subprocess.run([TETHER, "-x", sock, "show servers"], capture_output=True, text=True, timeout=10)
     assert words.returncode == 0 and words.stdout == quoted.stdout, (words.stdout, quoted.stdout)
-    assert banner(port) == "a"
+    assert banner(t.port) == "a"
     t.stop()
 
 
