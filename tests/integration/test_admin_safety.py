@@ -95,6 +95,7 @@ def test_admin_path_not_a_socket_refused():
     assert open(regular).read() == "precious\n"
 
 
+@valgrind
 def test_admin_live_socket_kept_stale_replaced():
     a = Backend("a")
     d = tempfile.mkdtemp(prefix="tit-")
@@ -166,6 +167,7 @@ def test_admin_mode_group_level():
     t2.stop()
 
 
+@valgrind
 def test_reload_rebinds_admin_and_metrics():
     a = Backend("a")
     m1, m2 = free_port(), free_port()
@@ -230,6 +232,7 @@ def test_control_out_of_fds_pauses():
     t.stop()
 
 
+@valgrind
 def test_control_clients_capped():
     t, a = one_backend('admin = "@DIR@/admin.sock";')
     pid, sock = t.proc.pid, os.path.join(t.dir, "admin.sock")
