@@ -38,6 +38,16 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_CLOSE };
  * connections by a hash), or one socket whose readiness wakes one worker
  * (EPOLLEXCLUSIVE). */
 enum cfg_accept { CFG_ACCEPT_REUSEPORT = 0, CFG_ACCEPT_SHARED };
+/* What an admin socket may do: show only; also drain/enable/disable/set
+ * weight; everything (add/del server). */
+enum cfg_admin_level { CFG_LEVEL_USER = 0, CFG_LEVEL_OPERATOR, CFG_LEVEL_ADMIN };
+
+struct cfg_admin {
+	char path[108];                 /* unix socket path, "" = none */
+	unsigned mode;                  /* permissions of the socket file, default 0600 */
+	char group[64];                 /* group owning it, "" = the process's */
+	int level;                      /* enum cfg_admin_level, default admin */
+};
 
 /* Active checks.  Their interval, timeout, rise and fall, and `observe`,
  * are the outcome policy's: cfg_backend.params.health and .observe. */
@@ -122,7 +132,7 @@ struct cfg_global {
 	int log_format;                 /* 0 text (default), 1 json */
 	char log_syslog[108];           /* "syslog": its unix socket, default "/dev/log" */
 	int log_facility;               /* "syslog": default 3 (daemon) */
-	char admin[108];                /* unix socket path, "" = none */
+	struct cfg_admin admin;         /* the runtime API's socket */
 	struct cfg_addr metrics;        /* metrics.len == 0: none */
 	uint32_t drain_timeout_ms;      /* default 30s */
 	char resolvers[512];            /* name servers "ip:port,..." for resolve entries; "" = /etc/resolv.conf */

@@ -253,51 +253,76 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 	sb_printf(o, "}\n");
 }
 
-/* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
-static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
+/*
+ * One HTTP/1.x request per connection: GET (or HEAD: the same headers, no
+ * body, as nginx) of /metrics, /stats or / (the dashboard).  Another
+ * method gets 405 with Allow, another path 404.
+ */
+static size_t handle(struct ctl_server *cs, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
-	struct t_metrics *m = arg;
-	const char *end = memmem(in, len, "\r\n\r\n", 4);
+	struct t_metrics *m = cs->arg;
+	const char *end = memmem(in, len, "\r\n\r\n", 4), *sp, *target, *tend;
 	struct sbuf body = { 0 };
-	const char *type = "text/plain; version=0.0.4; charset=utf-8";
+	const char *type = "text/plain; version=0.0.4; charset=utf-8", *extra = "";
+	const void *text;
+	size_t text_len;
+	bool head = false, dash = false;
 	int status = 200;
 
 	if (!end)
 		end = memmem(in, len, "\n\n", 2);
 	if (!end)
 		return 0;
-	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
+	*close_after = true;
+	sp = memchr(in, ' ', (size_t)(end - in));
+	target = sp ? sp + 1 : end;
+	tend = memchr(target, ' ', (size_t)(end - target));
+	if (!tend)
+		tend = target;
+	if (sp && (size_t)(sp - in) == 4 && memcmp(in, "HEAD", 4) == 0)
+		head = true;
+	else if (!(sp && (size_t)(sp - in) == 3 && memcmp(in, "GET", 3) == 0))
+		status = 405;
+#define IS(p) ((size_t)(tend - target) == strlen(p) && memcmp(target, p, strlen(p)) == 0)
+	if (status == 405) {
+		sb_printf(&body, "method not allowed: GET or HEAD\n");
+		type = "text/plain";
+		extra = "Allow: GET, HEAD\r\n";
+	} else if (IS("/metrics")) {
 		prometheus(m, &body);
-	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
+	} else if (IS("/stats")) {
 		json(m, &body);
 		type = "application/json";
-	} else if (len >= 6 && strncmp(in, "GET / ", 6) == 0) {
-		sb_printf(out, "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-		          "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s", dashboard_html_len,
-		          (const char *)dashboard_html);
-		*close_after = true;
-		return len;
+	} else if (IS("/")) {
+		type = "text/html; charset=utf-8";
+		extra = "Cache-Control: no-store\r\n";
+		dash = true;
 	} else {
 		status = 404;
 		sb_printf(&body, "not found: try / (the dashboard), /metrics or /stats\n");
 		type = "text/plain";
 	}
-	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	          status, status == 200 ? "OK" : "Not Found", type, body.len);
-	if (body.len)
-		sb_printf(out, "%.*s", (int)body.len, body.s);
+#undef IS
+	text = dash ? (const void *)dashboard_html : body.s;
+	text_len = dash ? dashboard_html_len : body.len;
+	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+	          status, status == 200 ? "OK" : status == 405 ? "Method Not Allowed" : "Not Found", type, text_len,
+	          extra);
+	if (!head && text_len)
+		sb_printf(out, "%.*s", (int)text_len, (const char *)text);
 	sb_free(&body);
-	*close_after = true;
 	return len;
 }
 
-int metrics_start(struct t_metrics *m, struct t_worker *w, const struct cfg_addr *a, char **err)
+void metrics_serve(struct t_metrics *m, struct t_worker *w, struct ctl_bound *b)
 {
-	int rc = ctl_listen_tcp(&m->cs, w->loop, a, handle, m, err);
+	bool sampling = m->cs.loop != NULL;
 
-	if (rc == 0)
+	ctl_stop(&m->cs);
+	m->cs.idle = CTL_REQUEST;       /* one request per connection: no idle client */
+	ctl_serve(&m->cs, w->loop, b, w->log, handle, m);
+	if (!sampling)
 		history_start(&m->hist, w);
-	return rc;
 }
 
 void metrics_stop(struct t_metrics *m)
