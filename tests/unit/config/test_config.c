@@ -439,6 +439,8 @@ static const char schema_ranges_want[] =
 	"backends.[].timeouts.client 1..604800000\n"
 	"backends.[].timeouts.server 1..604800000\n"
 	"backends.[].timeouts.http_request 1..3600000\n"
+	"backends.[].queue.max 0..1000000\n"
+	"backends.[].queue.timeout 1..3600000\n"
 	"backends.[].health.interval 100..3600000\n"
 	"backends.[].health.timeout 10..3600000\n"
 	"backends.[].health.rise 1..100\n"
