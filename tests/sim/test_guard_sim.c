@@ -100,10 +100,10 @@ static void test_redis_outage_accounting(void **unused)
 		s = run(&p, &t);
 		check_identities(&p, &s, &t);
 		assert_true(s.logins_failed > 0);
-		if (patterns[k] == 'C')         /* no cache: every request needs Redis */
+		if (patterns[k] == 'C') {       /* no cache: every request needs Redis, and misses */
 			assert_true(s.misses > calm.misses);
-		/* 30 s of 300 without Redis: its hits drop by about a tenth or more */
-		assert_true(s.redis_hits < calm.redis_hits);
+			assert_true(s.redis_hits < calm.redis_hits);
+		}
 		assert_int_equal(s.sessions_lost, 0);  /* aof-always: nothing lost */
 	}
 }
