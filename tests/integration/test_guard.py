@@ -317,6 +317,8 @@ def test_guard_set_weight_changes_shares():
     line = [l for l in t.admin("show servers")[1].splitlines() if l.split()[:1] == ["b"]][0]
     assert line.split()[3] == "0", line
     assert t.admin("set weight be b 257")[1].startswith("ERR")
+    assert t.admin("set weight be b 256")[1].strip() == "OK"
+    assert server_value(mport, "tether_server_weight", "b") == 256
     assert t.admin("set weight be b x")[1].startswith("ERR")
     assert t.admin("set weight be a 1")[1].strip() == "OK"
     assert t.admin("set weight be b 1")[1].strip() == "OK"
@@ -338,6 +340,8 @@ def test_guard_drain_disable_enable():
     assert t.state("a") == "DRAIN"
     assert server_value(mport, "tether_server_draining", "a") == 1
     assert server_value(mport, "tether_server_up", "a") == 1
+    assert server_value(mport, "tether_server_active_connections", "a") == 1
+    assert server_value(mport, "tether_server_active_connections", "b") == 1
     for c in conns:                     # connections in progress go on
         c.sendall(b"still\n")
         assert readline(c) == "still"

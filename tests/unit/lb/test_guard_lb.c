@@ -288,6 +288,8 @@ static void replay(const struct lb_algo *algo, int (*model)(struct model *, cons
 	lb_rng_seed(&rng, 7);
 	lb_rng_seed(&dice, 42);
 	tp_init(&tp, algo, NULL, 6, w);
+	tp.srv[1].maxconn = 2;          /* full servers take nobody */
+	tp.srv[4].maxconn = 5;
 	for (int step = 0; step < 4000; step++) {
 		unsigned r = lb_rng_below(&dice, 100);
 		struct lb_server *s = &tp.srv[lb_rng_below(&dice, 6)];
@@ -547,6 +549,10 @@ static void test_stick_pool_counters(void **unused)
 	assert_int_equal(again->cnt.redispatches, 1);
 	lb_server_set_admin(&tp.pool, again, LB_ADMIN_READY);
 	assert_ptr_equal(tp_pick(&tp, &k, &rng), s);
+	/* deleted: its entries go with it */
+	assert_int_equal(lb_stick_count(tp.pool.stick), 1);
+	assert_int_equal(lb_pool_del(&tp.pool, s), 0);
+	assert_int_equal(lb_stick_count(tp.pool.stick), 0);
 	tp_fini(&tp);
 }
 
