@@ -114,19 +114,16 @@ def idle_case(client_ms, server_ms, direction):
     t.stop()
 
 
-@valgrind
 def test_guard_idle_download_silent_client():
     idle_case(500, 30000, "down")       # writes to the client keep its side alive
     idle_case(30000, 500, "down")       # reads from the server keep its side alive
 
 
-@valgrind
 def test_guard_idle_upload_silent_server():
     idle_case(500, 30000, "up")         # reads from the client keep its side alive
     idle_case(30000, 500, "up")         # writes to the server keep its side alive
 
 
-@valgrind
 def test_guard_large_download_ends_with_fin():
     """A client slower than its server: the relay buffers and stops reading
     the server (backpressure); the server's FIN arrives while bytes are still
@@ -151,6 +148,7 @@ def test_guard_large_download_ends_with_fin():
 
 # --- byte counters and metric values ---
 
+@valgrind
 def test_guard_exact_byte_counters():
     b = Backend("d", mode="drain")
     mport = free_port()
@@ -189,6 +187,7 @@ def test_guard_exact_byte_counters():
     t.stop()
 
 
+@valgrind
 def test_guard_metric_values_after_failures():
     good = Backend("good")
     dead_port = free_port()             # nothing listens: refused at once
@@ -303,6 +302,7 @@ def shares(port, n):
     return got
 
 
+@valgrind
 def test_guard_set_weight_changes_shares():
     a, b = Backend("a"), Backend("b")
     mport = free_port()
@@ -326,6 +326,7 @@ def test_guard_set_weight_changes_shares():
     t.stop()
 
 
+@valgrind
 def test_guard_drain_disable_enable():
     a, b = Backend("a", mode="echo"), Backend("b", mode="echo")
     mport = free_port()
@@ -375,6 +376,7 @@ def test_guard_drain_disable_enable():
     t.stop()
 
 
+@valgrind
 def test_guard_reload_keeps_down_server_down():
     a, b = Backend("a"), Backend("b")
     health = 'health = { type = "tcp"; interval = "%s"; rise = 1; fall = 1; };'

@@ -71,6 +71,28 @@ static void test_peek_values(void **unused)
 	}
 }
 
+/* Not an HTTP/1.x request head: routed by the fallback and passed through
+ * untouched, at whatever length the decision can be made. */
+static void test_not_http(void **unused)
+{
+	static const char *const bad[] = {
+		" / HTTP/1.1\r\n\r\n", "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/2.0\r\n\r\n", "GET / HTTP/1.2\r\n\r\n",
+		"GET / FTP/1.1\r\n\r\n", "GET /\r\n\r\n", "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+		"GET / HTTP/1.1\r\n folded: x\r\n\r\n", "GET / HTTP/1.1\r\nA: b\x01" "c\r\n\r\n",
+		"GET / HTTP/1.1\rX\r\n\r\n", "GET / HTTP/1.1\r\n: empty\r\n\r\n", "\x16\x03\x01\x02\x00\x01",
+		"G(T / HTTP/1.1\r\n\r\n", "GET /a\x7f" "b HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nA: b\r\n\rX",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *val;
+		size_t len;
+		int rc = http_peek_cookie(bad[i], strlen(bad[i]), "TETHERID", 8, &val, &len);
+
+		if (rc != HTTP_NOT_HTTP)
+			fail_msg("case %zu: %d, want HTTP_NOT_HTTP", i, rc);
+	}
+}
+
 /* Feeds resp split at every point and one byte at a time; the insertion
  * point must always be `want` bytes in (0 = never). */
 static size_t inject_at(const char *resp, size_t split)
@@ -139,6 +161,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_peek_values),
+		cmocka_unit_test(test_not_http),
 		cmocka_unit_test(test_inject_points),
 		cmocka_unit_test(test_set_cookie_lines),
 	};
