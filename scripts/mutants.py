@@ -126,13 +126,18 @@ class Slot:
         if fresh and os.path.exists(root):
             shutil.rmtree(root)
         os.makedirs(root, exist_ok=True)
-        self.sync()
+        added = self.sync()
         if not os.path.exists(os.path.join(self.build, "build.ninja")):
             subprocess.run(["meson", "setup", self.build, self.tree] + setup_args, check=True,
                            stdout=subprocess.DEVNULL)
+        elif added:     # a new file (a test file is found by a glob): configure again
+            subprocess.run(["meson", "setup", "--reconfigure", self.build, self.tree], check=True,
+                           stdout=subprocess.DEVNULL)
 
     def sync(self):
-        """Copies the repository's files (tracked and not ignored) that differ."""
+        """Copies the repository's files (tracked and not ignored) that
+        differ; true when one of them is new to the tree."""
+        added = False
         files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                                cwd=TOP, stdout=subprocess.PIPE, check=True).stdout.split(b"\0")
         for rel in files:
@@ -149,9 +154,11 @@ class Slot:
                         continue
             except OSError:
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
+                added = True
             with open(dst, "wb") as f:
                 f.write(data)
             shutil.copymode(src, dst)
+        return added
 
     def ninja(self, log, timeout):
         return run(["nice", "ninja", "-C", self.build], self.tree, timeout, log)
