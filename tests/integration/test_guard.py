@@ -82,7 +82,7 @@ def log_end(t, reason, count=1):
 
 def idle_case(client_ms, server_ms, direction):
     """A 2 s transfer in one direction while the other side stays silent,
-    under a 500 ms timeout on one side: activity in either direction keeps
+    under a 1 s timeout on one side: activity in either direction keeps
     a side alive, so it must complete; once it stops, the timeout fires."""
     b = Trickle("b", mode="trickle" if direction == "down" else "sinkclose")
     text, port = conf([("b", b.addr)],
@@ -115,13 +115,13 @@ def idle_case(client_ms, server_ms, direction):
 
 
 def test_guard_idle_download_silent_client():
-    idle_case(500, 30000, "down")       # writes to the client keep its side alive
-    idle_case(30000, 500, "down")       # reads from the server keep its side alive
+    idle_case(1000, 30000, "down")      # writes to the client keep its side alive
+    idle_case(30000, 1000, "down")      # reads from the server keep its side alive
 
 
 def test_guard_idle_upload_silent_server():
-    idle_case(500, 30000, "up")         # reads from the client keep its side alive
-    idle_case(30000, 500, "up")         # writes to the server keep its side alive
+    idle_case(1000, 30000, "up")        # reads from the client keep its side alive
+    idle_case(30000, 1000, "up")        # writes to the server keep its side alive
 
 
 def test_guard_large_download_ends_with_fin():
