@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import Backend, Tether, banner, conf, connect, free_port, main, read_all, readline, wait_for
+from harness import Backend, Blackhole, Tether, banner, conf, connect, free_port, main, read_all, readline, wait_for
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
 
@@ -39,6 +39,14 @@ class Trickle(Backend):
         """`blast`: 8 MiB at once, then the close (FIN)."""
         writer.write(BLAST)
         await writer.drain()
+
+    async def _slowhttp(self, reader, writer):
+        """`slowhttp`: answers each request 250 ms late."""
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.25)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            await writer.drain()
 
     async def _sinkclose(self, reader, writer):
         n = 0
@@ -393,6 +401,36 @@ def test_guard_reload_keeps_down_server_down():
         assert banner(port) == "b"
     assert t.state("a") == "DOWN"
     t.stop()
+
+
+def test_guard_health_check_timeout():
+    """`health.timeout` bounds a whole check: a server that never completes
+    the handshake and one that answers 250 ms late both fail a 100 ms check
+    by timeout ("(timeout)" in the log, `last_check` in /stats), go DOWN
+    after `fall` failures and take no traffic; the prompt one stays UP."""
+    bh, slow, b = Blackhole(), Trickle("slow", mode="slowhttp"), Backend("b", mode="http")
+    mport = free_port()
+    health = 'health = { type = "http"; interval = "400ms"; timeout = "100ms"; rise = 1; fall = 2; };'
+    text, port = conf([("bh", bh.addr), ("slow", slow.addr), ("b", b.addr)], backend_extra=health,
+                      global_extra=f'metrics = "127.0.0.1:{mport}"; ' + ADMIN)
+    t = Tether(text, port)
+    for name in ("bh", "slow"):
+        assert wait_for(lambda: f"server be/{name} is DOWN (timeout)" in t.logtext(), 10), t.logtext()
+        assert t.state(name) == "DOWN"
+    assert t.state("b") == "UP"
+    st = {x["name"]: x for x in stats(mport)["backends"][0]["servers"]}
+    for name in ("bh", "slow"):
+        assert st[name]["last_check"] == "timeout", st[name]
+        assert st[name]["health_transitions_total"] == 1, st[name]
+    assert st["b"]["health_transitions_total"] == 0, st["b"]
+    for _ in range(4):
+        s = connect(port)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert readline(s) == "HTTP/1.1 200 OK"
+        s.close()
+    assert "is UP" not in t.logtext() and "server be/b is DOWN" not in t.logtext(), t.logtext()
+    t.stop()
+    bh.close()
 
 
 if __name__ == "__main__":
