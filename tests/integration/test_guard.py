@@ -17,7 +17,8 @@ import time
 import urllib.request
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import Backend, Blackhole, Tether, banner, conf, connect, free_port, main, read_all, readline, wait_for
+from harness import (Backend, Blackhole, Tether, banner, conf, connect, free_port, main, read_all, read_http,
+                     readline, wait_for)
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
 
@@ -219,6 +220,43 @@ def test_guard_exact_byte_counters():
     assert sample(text, "tether_server_bytes_out_total", labels) == str(down), text
     assert sample(text, "tether_server_connections_total", labels) == "1", text
     assert sample(text, "tether_frontend_connections_total", '{frontend="fe"}') == "1", text
+    t.stop()
+
+
+@valgrind
+@valgrind
+def test_guard_cookie_mode_bytes_and_set_cookie():
+    """Cookie mode: the peeked request head counts in bytes_in like any
+    byte; bytes_out counts what the server sent (not the Set-Cookie tether
+    adds); Max-Age is max_age in seconds; a valid cookie gets no new one."""
+    b = Backend("h", mode="http")
+    mport = free_port()
+    text, port = conf([("h", b.addr)], balance="cookie", backend_extra='cookie = { max_age = "1h"; };',
+                      global_extra=f'metrics = "127.0.0.1:{mport}";')
+    t = Tether(text, port)
+    req = b"GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * 1000 + b"\r\n\r\n"
+    s = connect(port)
+    s.sendall(req)
+    status, hdrs, body, head = read_http(s)
+    s.close()
+    assert status == 200
+    cookie = hdrs["set-cookie"]
+    assert len(cookie) == 1 and re.fullmatch(r"TETHERID=[0-9a-f]{16}; Path=/; HttpOnly; Max-Age=3600", cookie[0]), cookie
+    added = len("Set-Cookie: ") + len(cookie[0]) + 2
+    received = len(head) + 4 + len(body.encode())
+    labels = '{backend="be",server="h"}'
+    assert wait_for(lambda: value(mport, "tether_server_bytes_in_total", labels) == len(req), 5), metrics(mport)
+    assert value(mport, "tether_server_bytes_out_total", labels) == received - added, metrics(mport)
+    # the cookie names this server: no Set-Cookie, same server
+    value_ = cookie[0].split(";")[0].split("=", 1)[1]
+    s = connect(port)
+    s.sendall(f"GET / HTTP/1.1\r\nHost: t\r\nCookie: TETHERID={value_}\r\n\r\n".encode())
+    status, hdrs, body, head = read_http(s)
+    s.close()
+    assert "set-cookie" not in hdrs, hdrs
+    assert body.startswith("h "), body
+    assert wait_for(lambda: value(mport, "tether_server_affinity_hits_total", labels) == 1, 5), metrics(mport)
+    assert value(mport, "tether_server_affinity_misses_total", labels) == 1
     t.stop()
 
 
