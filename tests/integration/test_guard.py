@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import (Backend, Blackhole, Tether, banner, conf, connect, free_port, main, read_all, read_http,
+from harness import (Backend, Blackhole, Loop, Tether, banner, conf, connect, free_port, main, read_all, read_http,
                      readline, wait_for)
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
@@ -63,6 +63,24 @@ class Trickle(Backend):
             n += len(d)
         writer.write(b"%d\n" % n)
         await writer.drain()
+
+
+class SmallWindow(Backend):
+    """A backend whose sockets have a small receive buffer: a large write
+    to it is taken in parts, so tether has to buffer and flush."""
+
+    def start(self):
+        self.stopped = False
+
+        async def go():
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)     # inherited by accepted sockets
+            sock.bind((self.host, self.port))
+            sock.listen(64)
+            sock.setblocking(False)
+            self.server = await asyncio.start_server(self._client, sock=sock)
+        Loop.get().call(go())
 
 
 def metrics(mport):
@@ -257,6 +275,23 @@ def test_guard_cookie_mode_bytes_and_set_cookie():
     assert body.startswith("h "), body
     assert wait_for(lambda: value(mport, "tether_server_affinity_hits_total", labels) == 1, 5), metrics(mport)
     assert value(mport, "tether_server_affinity_misses_total", labels) == 1
+    t.stop()
+
+
+def test_guard_cookie_mode_partial_head_then_fin():
+    """Cookie mode, a client that sends 60 kB of an unfinished head and its
+    FIN: routed by fallback and passed through untouched - bytes, then the
+    FIN, even though the server takes the bytes in small parts."""
+    b = SmallWindow("d", mode="drain")
+    text, port = conf([("d", b.addr)], balance="cookie", backend_extra="cookie = { max_head = 65536; };")
+    t = Tether(text, port)
+    for _ in range(2):
+        part = b"GET / HTTP/1.1\r\nX-Pad: " + os.urandom(30000).hex().encode()
+        s = connect(port, timeout=10)
+        s.sendall(part)
+        s.shutdown(socket.SHUT_WR)
+        assert readline(s) == f"{len(part)} {hashlib.sha256(part).hexdigest()}", t.logtext()[-500:]
+        s.close()
     t.stop()
 
 
