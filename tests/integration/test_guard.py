@@ -1,10 +1,14 @@
 """Guards of what docs/configuration.md and docs/operations.md promise, written
 against scripts/mutants.py's survivors and meant to hold against any small
-bug of the same kind: idle timeouts in both directions, exact byte counters
-and metric values, frontend maxconn, the accept pause on EMFILE, `set weight`
-shares, drain/disable/enable and reloads carrying them and health.
+bug of the same kind: idle timeouts in both directions, the FIN after a
+large download, exact byte counters and metric values (also in cookie mode),
+frontend maxconn, the accept pause on EMFILE, `set weight` shares,
+drain/disable/enable, reloads carrying them and health, health check
+timeouts.
 
-Every wait polls for an observable condition with a deadline."""
+Every wait for a state polls an observable condition with a deadline.  The
+few fixed intervals are a measured window (EMFILE retries per second) or
+"not served within 0.8 s" checks, which cannot fail when tether is right."""
 import asyncio
 import hashlib
 import json
