@@ -381,8 +381,10 @@ int main(int argc, char **argv)
 	}
 	if (o.cmp)
 		return compare(&o);
-	if (build(&o, o.pattern, &p) < 0)
+	if (build(&o, o.pattern, &p) < 0) {
+		free(p.be.servers);
 		return 2;
+	}
 	if (o.params) {
 		print_params(stdout, &p);
 		free(p.be.servers);

@@ -368,6 +368,8 @@ class Lab:
             self.scenario = os.path.join(ROOT, "sim", "scenarios", f"pattern-{a.pattern.lower()}.conf")
             if not a.duration:
                 a.duration = f"{PATTERN_DEFAULT_S}s"
+            if not any(x.startswith("sim.report_interval=") for x in sets):
+                sets.append("sim.report_interval=2s")   # the demo's plot: a point every 2 s
         else:
             self.scenario = a.config
             if not os.path.isfile(self.scenario):
@@ -378,11 +380,12 @@ class Lab:
             pod, _, t = a.crash.partition("@")
             if not pod or not t:
                 raise LabError(f"--crash {a.crash}: want POD@TIME, e.g. pod2@30s", 2)
-            sets += [f"failures.crash_at={fmt_dur(dur(t))}", f'failures.crash_pod="{pod}"']
+            sets += [f"failures.crash_at={fmt_dur(dur(t))}", f"failures.crash_pod={pod}"]
         if a.redis_crash:
             sets.append(f"redis.crash_at={fmt_dur(dur(a.redis_crash))}")
         if a.sentinel:
-            sets += ["redis.sentinel=true", f"redis.down_after={fmt_dur(dur(a.down_after))}"]
+            # a live failover takes down-after plus about a second (vote, promotion)
+            sets += ["redis.sentinel=true", f"redis.down_after={fmt_dur(dur(a.down_after))}", "redis.failover=1s"]
         if a.scale:
             n, _, t = a.scale.partition("@")
             if not n.isdigit() or not t:
@@ -775,11 +778,13 @@ class Lab:
         return True
 
     def await_failover(self, t_dead, vis):
-        # pods serve again: every pod logs a user in (a Redis write on the new master)
-        while not self.pods_serve():
+        """Polled every 0.1 s (the per-second lines go on): done when every
+        pod logs a user in again, a Redis write on the new master."""
+        if not self.pods_serve():
             if time.time() - t_dead > 120:
                 raise LabError("the pods did not serve again within 120 s of the master's death")
-            time.sleep(0.1)
+            self.pending.append((self.now() + 0.1, lambda: self.await_failover(t_dead, vis)))
+            return
         self.failover_s = time.time() - t_dead
         addr = self.ask_sentinels(self.sentinels, "mymaster")
         self.redis_addr = addr
