@@ -679,18 +679,20 @@ class Lab:
         if prev:
             dt = max(1e-3, t - prev["t"])
             d = {k: tot[k] - prev["tot"][k] for k in tot}
-            pages = d["misses"] + d["hits_local"] + d["hits_cache"] + d["hits_redis"] + d["unavailable"]
+            pages = d["misses"] + d["hits_local"] + d["hits_cache"] + d["hits_redis"]
             s["req_s"] = d["requests"] / dt
-            s["miss"] = (d["misses"] + d["unavailable"]) / pages if pages else 0.0
+            s["unavailable_s"] = d["unavailable"] / dt
+            s["miss"] = d["misses"] / pages if pages else 0.0
             s["local"] = (d["hits_local"] + d["hits_cache"]) / pages if pages else 0.0
             s["redis"] = d["hits_redis"] / pages if pages else 0.0
             s["redis_ops_s"] = (ops - prev["redis_cmds"]) / dt if ops is not None and prev["redis_cmds"] is not None \
                 and ops >= prev["redis_cmds"] else None
             if not self.a.quiet:
                 r = "-" if redis_up is None else ("up" if redis_up else "DOWN")
-                ro = "" if s["redis_ops_s"] is None else f"  redis cmds/s {s['redis_ops_s']:7.0f}"
-                say(f"{t:6.0f}s  req/s {s['req_s']:7.0f}  miss {100 * s['miss']:5.1f}%  "
-                    f"local {100 * s['local']:5.1f}%  redis {100 * s['redis']:5.1f}%  "
+                ro = "" if s["redis_ops_s"] is None else f"  redis cmds/s {s['redis_ops_s']:6.0f}"
+                un = f"  503/s {s['unavailable_s']:4.0f}" if self.uses_redis() else ""
+                say(f"{t:6.0f}s  req/s {s['req_s']:6.0f}  miss {100 * s['miss']:5.1f}%  "
+                    f"local {100 * s['local']:5.1f}%  redis {100 * s['redis']:5.1f}%{un}  "
                     f"pods up {up}  redis {r}{ro}")
             self.samples.append(s)
         return s
