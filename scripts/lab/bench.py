@@ -23,6 +23,16 @@ from lab import (LabError, Procs, ROOT, dur, fmt_dur, free_port, http, note, red
                  redis_ping, wait_for)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a live process, seconds (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def main(argv):
     ap = argparse.ArgumentParser(prog="scripts/lab-bench.sh")
     ap.add_argument("--rate", type=float, default=20000, help="offered requests/s (default 20000)")
@@ -96,19 +106,32 @@ def main(argv):
         cpu0 = os.times()
         load = procs.start("tether-load", cmd)
         inst = []
+        cpu = {n: cpu_seconds(p.pid) for n, p in procs.all}
+        load_cpu = [0.0]
 
-        def sample():                       # instantaneous_ops_per_sec, once a second, the second half
+        def sample():                       # instantaneous_ops_per_sec, once a second; tether-load's CPU
             while load.poll() is None:
-                time.sleep(1)
-                v = redis_info(raddr, "instantaneous_ops_per_sec")
-                if v is not None:
-                    inst.append(v)
+                time.sleep(0.2)
+                c = cpu_seconds(load.pid)
+                if c is not None:
+                    load_cpu[0] = c
+                if len(inst) < (time.time() - t0):
+                    v = redis_info(raddr, "instantaneous_ops_per_sec")
+                    if v is not None:
+                        inst.append(v)
+        t0 = time.time()
         th = threading.Thread(target=sample, daemon=True)
         th.start()
-        t0 = time.time()
         load.wait()
         wall = time.time() - t0
         c1 = redis_info(raddr, "total_commands_processed")
+        used = {}
+        for n, p in procs.all:
+            c = cpu_seconds(p.pid)
+            if n != "tether-load" and c is not None and cpu.get(n) is not None:
+                used[n] = c - cpu[n]
+        th.join()
+        used["tether-load"] = load_cpu[0]
         if load.returncode != 0:
             raise LabError(f"tether-load failed: {procs.log('tether-load')[-400:]}")
         j = json.load(open(out))
@@ -128,7 +151,8 @@ def main(argv):
                "send_lag_p99_ms": j["send_lag_p99_ms"],
                "redis_commands_per_s": (c1 - c0) / wall if c0 is not None and c1 is not None else None,
                "redis_instantaneous_ops_per_sec": sorted(half)[len(half) // 2] if half else None,
-               "loadavg": os.getloadavg()}
+               "loadavg": os.getloadavg(), "cpu_seconds": {k: round(v, 2) for k, v in used.items()},
+               "wall_seconds": round(wall, 2)}
         print(f"pattern C end to end: tether-load -> tether ({a.workers} worker) -> {a.pods} tether-pods -> "
               f"redis-server ({a.persistence}), {'keep-alive' if not a.new_conn else 'a connection per request'}")
         print(f"  offered            {a.rate:10.0f} requests/s for {j['duration_s']:.0f} s")
@@ -143,6 +167,8 @@ def main(argv):
             print(f"  Redis              {res['redis_commands_per_s']:10.0f} commands/s (total_commands_processed; "
                   f"a page's EVALSHA counts its script's commands too), instantaneous_ops_per_sec median "
                   f"{res['redis_instantaneous_ops_per_sec']}")
+        print("  CPU seconds        " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items()))
+              + f"  (of {wall:.0f} s x {os.cpu_count()} CPUs)")
         print(f"  load average       {res['loadavg'][0]:.2f} {res['loadavg'][1]:.2f} {res['loadavg'][2]:.2f} "
               f"({os.cpu_count()} CPUs)")
         if a.json:

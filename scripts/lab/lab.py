@@ -340,6 +340,7 @@ class Lab:
         self.lost = 0                       # sessions of visiting users destroyed by the failures
         self.crashes = []                   # (t, what, lost, had)
         self.failover_s = None
+        self.outage_s = None
 
     # scenario ---------------------------------------------------------------
 
@@ -756,7 +757,7 @@ class Lab:
         if self.sentinels:
             self.pending.append((self.now(), lambda: self.await_failover(t_dead, vis)))
         else:
-            self.pending.append((self.now() + self.p["redis.down_for"], lambda: self.restart_redis(vis)))
+            self.pending.append((self.now() + self.p["redis.down_for"], lambda: self.restart_redis(t_dead, vis)))
 
     def count_lost(self, addr, vis):
         sids = [sid for sid, _ in vis]
@@ -766,8 +767,9 @@ class Lab:
             lost += sum(1 for x in r if x == 0)
         return lost
 
-    def restart_redis(self, vis):
+    def restart_redis(self, t_dead, vis):
         self.redis_proc, _ = self.start_redis_server("redis", self.redis_port)
+        self.pending.append((self.now(), lambda: self.await_serving(t_dead)))
         lost = self.count_lost(self.redis_addr, vis)
         self.lost += lost
         self.crashes.append((self.now(), "Redis back", lost, len(vis)))
@@ -782,6 +784,18 @@ class Lab:
             if not h or h[0] != 200:
                 return False
         return True
+
+    def await_serving(self, t_dead):
+        """After a restart: when every pod serves again (its link re-made,
+        after its reconnect backoff), the live outage the pods saw."""
+        if not self.pods_serve():
+            if time.time() - t_dead > 120:
+                raise LabError("the pods did not serve again within 120 s of Redis's restart")
+            self.pending.append((self.now() + 0.1, lambda: self.await_serving(t_dead)))
+            return
+        self.outage_s = time.time() - t_dead
+        self.event(f"pods serve again {self.outage_s:.1f} s after the kill "
+                   f"(tether-sim: Redis down for redis.down_for = {self.p['redis.down_for']:g} s)")
 
     def await_failover(self, t_dead, vis):
         """Polled every 0.1 s (the per-second lines go on): done when every
@@ -866,6 +880,8 @@ class Lab:
         live["pods_created"] = len(self.pods)
         if self.failover_s is not None:
             live["failover_seconds"] = round(self.failover_s, 2)
+        if self.outage_s is not None:
+            live["redis_outage_seconds"] = round(self.outage_s, 2)
         self.table(live, sim)
         out = {"scenario": self.p["name"], "seed": self.p["sim.seed"], "duration_s": self.p["sim.duration"],
                "time_compression": self.a.time_compression, "live": live, "sim": sim,
@@ -895,6 +911,9 @@ class Lab:
             if lv is None or sv is None:
                 continue
             say(f"{label:<20} {lv * k:>12.{dec}f} {sv * k:>12.{dec}f} {(lv - sv) * k:>+12.{dec}f}")
+        if "redis_outage_seconds" in live:
+            say(f"{'Redis outage (pods serve again)':<28} {live['redis_outage_seconds']:.1f} s after the kill "
+                f"(tether-sim: {self.p['redis.down_for']:g} s)")
         if "failover_seconds" in live:
             say(f"{'failover (pods serve again)':<28} {live['failover_seconds']:.1f} s after the master's death")
         if "redis_commands" in live:
