@@ -320,7 +320,7 @@ def test_counts_equal_pod_stats():  # valgrind
     assert j["pod_answers"] == {"pod1": st["requests"]}, j["pod_answers"]
 
 
-def test_visiting_lists_sessions_on_sigusr1():
+def test_visiting_lists_sessions_on_sigusr1():  # valgrind
     """--visiting FILE: SIGUSR1 mid-run writes "SID POD" for every visiting
     user holding a session (what the lab counts a crash's losses from);
     each is a live session of the pod named, the run goes on."""
