@@ -1049,6 +1049,8 @@ def main(argv):
             lab.procs.stop_all()
             if ok and not a.dir and not os.environ.get("TETHER_LAB_KEEP"):
                 shutil.rmtree(lab.dir, ignore_errors=True)
+            elif not a.dir and not lab.procs.all:          # nothing ran: no logs to keep
+                shutil.rmtree(lab.dir, ignore_errors=True)
             elif not ok and os.path.isdir(lab.dir):
                 note(f"logs kept in {lab.dir}")
 
