@@ -939,8 +939,10 @@ class Lab:
             secs = [x for x in self.samples if t - iv < x["t"] <= t]
             cmds = [x["redis_ops_s"] for x in secs if x.get("redis_ops_s") is not None]
             g = lambda r, k: r.get(k, "")
-            rows.append({"time_s": t, "live_pods_up": min((x["pods_up"] for x in secs), default=""),
-                         "sim_pods_up": g(S, "pods_up"),
+            # pods serving at the interval's end: live, the lab's last look; tether-sim,
+            # its ready pods (the lab adds a pod when tether-sim's would be ready)
+            rows.append({"time_s": t, "live_pods_up": secs[-1]["pods_up"] if secs else "",
+                         "sim_pods_ready": g(S, "pods_ready"),
                          "live_requests": g(L, "requests"), "sim_requests": g(S, "requests"),
                          "live_miss_rate": g(L, "miss_rate"), "sim_miss_rate": g(S, "miss_rate"),
                          "live_redis_ops": g(L, "redis_ops"), "sim_redis_ops": g(S, "redis_ops"),
@@ -975,7 +977,7 @@ set xlabel "time (s)"
 plot "{data}" using 1:($6*100) with linespoints title "live", "" using 1:($7*100) with lines lw 2 title "tether-sim"
 set ylabel "Redis ops/s"
 plot "{data}" using 1:($8{per_s}) with linespoints title "live (sim's rule)", "" using 1:($9{per_s}) with lines lw 2 title "tether-sim", "" using 1:10 with lines dt 3 title "live: real commands/s (INFO)"
-set ylabel "pods up"
+set ylabel "pods up (sim: ready)"
 set yrange [0:*]
 plot "{data}" using 1:2 with steps title "live", "" using 1:3 with steps lw 2 title "tether-sim"
 unset multiplot
