@@ -147,10 +147,10 @@ def test_no_process_left_after_a_run():
     assert "pods up 3  redis up" in out, out
 
 
-def test_sigint_stops_everything():
-    """Ctrl-C (SIGINT to the process group, as a terminal sends it) in the
-    middle of a run with Redis and Sentinel: the lab stops every process it
-    started and exits nonzero."""
+def interrupt(sig, group):
+    """Starts a run with Redis and Sentinel, sends sig once it runs (to the
+    lab alone, or to its process group as a terminal's Ctrl-C does); the lab
+    must stop every process it started and exit nonzero."""
     d = tempfile.mkdtemp(prefix="test-lab-")
     run = os.path.join(d, "run")
     p = subprocess.Popen([LAB, "--dir", run, "--pattern", "D", "--duration", "60s", "--sentinel", *FAST],
@@ -162,7 +162,10 @@ def test_sigint_stops_everything():
             if "req/s" in line:
                 break
         assert left_running(run), "".join(lines)
-        os.killpg(p.pid, signal.SIGINT)
+        if group:
+            os.killpg(p.pid, sig)
+        else:
+            os.kill(p.pid, sig)
         rest = p.communicate(timeout=30)[0]
     finally:
         if p.poll() is None:
@@ -171,6 +174,15 @@ def test_sigint_stops_everything():
     assert "interrupted" in rest, rest
     assert labkit.wait_for(lambda: not left_running(run), 5), left_running(run)
     subprocess.run(["rm", "-rf", d])
+
+
+def test_sigint_stops_everything():
+    """Ctrl-C: SIGINT to the lab alone (its children do not get it: the lab
+    must stop them), then to the whole process group as a terminal sends it;
+    SIGTERM to the lab alone."""
+    interrupt(signal.SIGINT, group=False)
+    interrupt(signal.SIGINT, group=True)
+    interrupt(signal.SIGTERM, group=False)
 
 
 def bad(*args, status=None):
