@@ -40,6 +40,8 @@ static const struct limit limits[] = {
 	{ "backends.[].timeouts", "client", 1, 7 * 86400000 },
 	{ "backends.[].timeouts", "server", 1, 7 * 86400000 },
 	{ "backends.[].timeouts", "http_request", 1, 3600000 },
+	{ "backends.[].queue", "max", 0, 1000000 },
+	{ "backends.[].queue", "timeout", 1, 3600000 },
 	{ "backends.[].health", "interval", 100, 3600000 },
 	{ "backends.[].health", "timeout", 10, 3600000 },
 	{ "backends.[].health", "rise", 1, 100 },
