@@ -108,6 +108,11 @@ struct t_server {
 	uint64_t connect_failures_total;
 	uint64_t bytes_in_total;        /* client -> server */
 	uint64_t bytes_out_total;       /* server -> client */
+	/* The counters as inherit() copied them to the next generation's
+	 * same-named server: what this one counts after that (its connections
+	 * still running) is added there when this generation is freed. */
+	bool handed_over;
+	uint64_t handed[4];             /* connections, connect failures, bytes in, bytes out */
 	struct t_check check;
 	struct t_rate rate;             /* connections per second (io/history.c) */
 	struct t_server *next_dynamic;  /* list of runtime-added servers */
@@ -123,6 +128,8 @@ struct t_backend {
 	pthread_mutex_t lock;           /* pool, servers' lb state, dynamic list */
 	uint64_t retries_total;         /* T_ADD */
 	uint64_t no_server_total;       /* T_ADD */
+	bool handed_over;               /* as for servers: retries, no-server at the copy */
+	uint64_t handed[2];
 	struct t_backend *next;
 };
 
@@ -146,6 +153,8 @@ struct t_frontend {
 	struct t_listener *ls;          /* cfg.nbinds x rt->nworkers: ls[bind * nworkers + worker] */
 	uint64_t connections_total;     /* T_ADD */
 	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late (T_ADD) */
+	bool handed_over;               /* as for servers: connections, proxy errors at the copy */
+	uint64_t handed[2];
 	struct t_rate rate;             /* connections per second (io/history.c, control thread) */
 	unsigned active;                /* T_ADD */
 };
