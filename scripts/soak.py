@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -321,6 +322,18 @@ class Attributor:
                 ts = ts.replace(tzinfo=datetime.timezone.utc).timestamp()
                 self.by_port.setdefault(int(m.group(2)), []).append((ts, m.group(3), m.group(4)))
 
+    def prune(self, before):
+        """Forgets lines older than `before` (their failures are classified)."""
+        for port in list(self.by_port):
+            keep = [e for e in self.by_port[port] if e[0] >= before]
+            if keep:
+                self.by_port[port] = keep
+            else:
+                del self.by_port[port]
+
+    def lines_near(self, t, port):
+        return [e for e in self.by_port.get(port, ()) if abs(e[0] - t) < 3]
+
     def by_design(self, t, port):
         for ts, server, end in self.by_port.get(port, ()):
             if abs(ts - t) > 3 or end not in DESIGN_ENDS:
@@ -368,15 +381,18 @@ async def soak(args):
           f"{args.workers} new-connection users, think {args.think * 1000:.0f} ms; logs in {t.dir}", flush=True)
     print("min  fds  rss_kB  fds_live  requests  fail_design  fail_other  kills  reloads  admin", flush=True)
     prev_done, prev = 0, dict(chaos.counts)
+    others = []                             # (failure, its log lines): not caused by a fault
     for minute in range(1, args.minutes + 1):
-        await asyncio.sleep(max(0, t0 + 60 * minute - time.time()))
+        await asyncio.sleep(max(0, t0 + args.minute_s * minute - time.time()))
         live_fds = t.fds()
         fds, rss, _ = await at_rest(t, load)
-        lo, hi = t0 + 60 * (minute - 1), t0 + 60 * minute
+        lo, hi = t0 + args.minute_s * (minute - 1), t0 + args.minute_s * minute
         await asyncio.sleep(3)              # tether writes its log every second
         attr.read()
         fails = [f for f in load.failures if lo <= f[0] < hi]
         design = sum(1 for f in fails if attr.by_design(f[0], f[1]))
+        others += [(f, attr.lines_near(f[0], f[1])) for f in fails if not attr.by_design(f[0], f[1])]
+        attr.prune(hi - 30)
         c = dict(chaos.counts)
         row = {"minute": minute, "fds": fds, "rss_kb": rss, "fds_live": live_fds,
                "requests": load.done - prev_done, "fail_design": design, "fail_other": len(fails) - design,
@@ -398,7 +414,6 @@ async def soak(args):
     rc = t.proc.wait(30)
     for p in pods + [spare]:
         p.kill()
-    attr.read()
 
     # verdict
     problems = []
@@ -408,12 +423,10 @@ async def soak(args):
             problems.append(f"minute {r['minute']}: {r['fds']} fds at rest against {base['fds']} after minute 1")
         if abs(r["rss_kb"] - base["rss_kb"]) > 0.05 * base["rss_kb"]:
             problems.append(f"minute {r['minute']}: RSS {r['rss_kb']} kB against {base['rss_kb']} after minute 1")
-    others = [f for f in load.failures if not attr.by_design(f[0], f[1])]
     if others:
         problems.append(f"{len(others)} failures not caused by a fault: "
-                        + "; ".join(f"{time.strftime('%H:%M:%S', time.gmtime(f[0]))} port {f[1]} {f[2]} "
-                                    f"{[e for e in attr.by_port.get(f[1], ()) if abs(e[0] - f[0]) < 3]}"
-                                    for f in others[:10]))
+                        + "; ".join(f"{time.strftime('%H:%M:%S', time.gmtime(f[0]))} port {f[1]} {f[2]} {near}"
+                                    for f, near in others[:10]))
     if chaos.admin_errors:
         problems.append(f"{len(chaos.admin_errors)} runtime-API commands failed: {chaos.admin_errors[:5]}")
     accepted = int(final.get('tether_frontend_connections_total{frontend="fe"}', -1))
@@ -431,8 +444,10 @@ async def soak(args):
     print(f"total: {load.done} requests on {load.opened} connections, {summary['fail_design']} failures by design "
           f"(in-flight or kept-alive on a killed pod), {len(others)} other; {chaos.counts['kills']} kills, "
           f"{chaos.counts['reloads']} reloads, {chaos.counts['admin']} runtime-API commands")
+    if not problems and not args.keep:
+        shutil.rmtree(t.dir, ignore_errors=True)
     if problems:
-        print("verdict: FAIL")
+        print(f"verdict: FAIL (tether's log and configuration: {t.dir})")
         for p in problems:
             print("  " + p)
         return 1
@@ -449,6 +464,9 @@ def main():
     ap.add_argument("--think", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep tether's log and configuration after a good run")
+    ap.add_argument("--minute-seconds", dest="minute_s", type=float, default=60,
+                    help="length of a 'minute' (shorter to try the script out)")
     args = ap.parse_args()
     if args.minutes < 2:
         ap.error("--minutes: at least 2 (the first is the warm-up)")

@@ -9,7 +9,7 @@
 # RSS flat within 5 % after the first minute, no "other" failure.  Exit
 # status 0 when the verdict holds.  scripts/soak.py has the details.
 #
-#   scripts/soak.sh [--minutes N] [--json FILE] [--seed N] [--workers N] [--think SECONDS]
+#   scripts/soak.sh [--minutes N] [--json FILE] [--seed N] [--workers N] [--think SECONDS] [--keep]
 #
 # Binaries: $TETHER and $TETHER_POD when set (scripts/test.sh passes its
 # plain debug build); otherwise a release build in build-release, as
