@@ -244,7 +244,8 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
 
 
 class Tether:
-    def __init__(self, text, port, check_exit=True):
+    def __init__(self, text, port, check_exit=True, preexec=None):
+        """preexec: run in the child before exec (default: raise RLIMIT_NOFILE)."""
         self.dir = tempfile.mkdtemp(prefix="tit-")
         self.path = os.path.join(self.dir, "tether.conf")
         self.port = port
@@ -257,7 +258,8 @@ class Tether:
             cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--track-fds=yes", "--log-file=" + os.path.join(self.dir, "valgrind.log")] + cmd
-        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=raise_nofile)
+        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log,
+                                     preexec_fn=preexec or raise_nofile)
         atexit.register(self._kill)         # a failed assertion must not leave it running
         self.wait_port(port)
 
