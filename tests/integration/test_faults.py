@@ -42,15 +42,20 @@ PATTERN = bytes(range(256)) * 256          # 64 KB; streams repeat it
 LINE = re.compile(r"^\S+ (\S+) fe be/(\S+) connect=\S+ duration=(\d+)ms in=(\d+) out=(\d+) end=(\S+)$", re.M)
 
 
+class Known(AssertionError):
+    """An assertion about a bug another change of issue 16 fixes."""
+
+
 def known_bug(what):
-    """The test asserts behaviour another change of issue 16 brings (`what`).
-    Until then its assertion fails: that is reported and the test passes.
-    Once the change is merged the test fails, asking for the marker to go."""
+    """The test asserts behaviour another change of issue 16 brings (`what`),
+    raising Known when it does not hold: that is reported and the test
+    passes (any other failure is a failure).  Once the change is merged the
+    test fails, asking for the marker to go."""
     def wrap(fn):
         def run():
             try:
                 fn()
-            except AssertionError as e:
+            except Known as e:
                 print(f"known bug ({what}): {str(e)[:300]}")
                 return
             raise AssertionError(f"known bug fixed ({what}): remove @known_bug from {fn.__name__}")
@@ -613,9 +618,10 @@ def client_slowloris(reload):
     took = time.time() - t0
     stop.set()
     th.join(5)
-    assert closed, "still open after http_request + 2 s"
+    if not closed or b.accepted != before:
+        raise Known(f"open after http_request + 2 s: {not closed}; server connections opened for an "
+                    f"incomplete head: {b.accepted - before}")
     assert took < 3, took
-    assert b.accepted == before, "a server connection was opened for an incomplete head"
     assert fx.line_of(s.getsockname())["end"] == "request-timeout", fx.lines()
     s.close()
     fx.counters()
@@ -842,19 +848,27 @@ def test_fd_exhaustion_health_and_ctl():
     assert wait_for(lambda: fx.t.state("a") == "UP", 5)
     held = exhaust(fx)
     assert wait_for(lambda: fx.fds() >= NOFILE - 2, 5), fx.fds()
-    pending = socket.socket(socket.AF_UNIX)
-    pending.connect(os.path.join(fx.t.dir, "admin.sock"))
+    pending = []                # admin clients: the first may take the last free descriptor
+    for _ in range(3):
+        pending.append(socket.socket(socket.AF_UNIX))
+        pending[-1].connect(os.path.join(fx.t.dir, "admin.sock"))
     cpu0, t0 = fx.cpu_s(), time.time()
     time.sleep(1.5)
     cpu = (fx.cpu_s() - cpu0) / (time.time() - t0)
-    pending.close()
+    for u in pending:
+        u.close()
     for c in held:
         c.close()
     assert wait_for(lambda: fx.metric("tether_active_connections") == 0, 10)
     log = fx.t.logtext()
     fx.stop()
-    assert "server be/a is DOWN" not in log, log[-2000:]
-    assert cpu < 0.3, f"tether uses {cpu:.0%} of a CPU while out of descriptors"
+    known = []
+    if "server be/a is DOWN" in log:
+        known.append("a check's EMFILE marked the server DOWN")
+    if cpu >= 0.3:
+        known.append(f"tether uses {cpu:.0%} of a CPU while out of descriptors with an admin client pending")
+    if known:
+        raise Known("; ".join(known))
 
 
 if __name__ == "__main__":
