@@ -41,7 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from harness import metrics  # noqa: E402 (the test harness's /metrics reader)
 
 DESIGN_ENDS = {"server-closed", "server-reset", "server-down", "connect-failed"}
 LOG_LINE = re.compile(r"^(\S+Z) 127\.0\.0\.1:(\d+) fe be/(\S+) .* end=(\S+)$")
@@ -124,13 +126,7 @@ class Tether:
         return out.returncode == 0 and out.stdout.rstrip().endswith("OK"), out.stdout.strip()
 
     def metrics(self):
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.mport}/metrics", timeout=5).read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
+        return metrics(self.mport)
 
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))

@@ -31,10 +31,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 from harness import valgrind  # noqa: F401 (marker read by meson.build)
-from harness import (SANITIZED, VALGRIND, Backend, Pod, Tether, conf, connect, free_port, main, read_http,
+from harness import (SANITIZED, VALGRIND, Backend, Pod, Tether, conf, connect, free_port, main, metrics, read_http,
                      readline, wait_for)
 
 ADMIN = 'admin = "@DIR@/admin.sock";'
@@ -163,13 +162,7 @@ class Fx:
 
     # --- what tether says
     def metrics(self):
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.mport}/metrics", timeout=5).read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
+        return metrics(self.mport)
 
     def metric(self, name, **labels):
         key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
