@@ -323,6 +323,7 @@ def test_backend_killed_mid_transfer():
     backend_killed(False)
 
 
+@valgrind
 def test_backend_killed_mid_transfer_reload():
     backend_killed(True)
 
@@ -360,6 +361,7 @@ def test_backend_rst():
     backend_rst(False)
 
 
+@valgrind
 def test_backend_rst_reload():
     backend_rst(True)
 
@@ -489,6 +491,7 @@ def test_client_rst():
     client_rst(False)
 
 
+@valgrind
 def test_client_rst_reload():
     client_rst(True)
 
@@ -701,6 +704,7 @@ def test_health_flapping_reload():
 
 # --- admin socket hammering -----------------------------------------------------
 
+@valgrind
 def test_admin_hammering():
     """50 admin clients at once, each with valid commands, garbage (binary,
     a 200 KB line, empty lines, half a line then a close) and a reload in the
