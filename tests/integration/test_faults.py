@@ -822,6 +822,8 @@ def test_fd_exhaustion():
         c.close()
     assert fx.t.proc.poll() is None, fx.t.logtext()[-2000:]
     assert "a" in got, got
+    # the reload was done, or refused and counted (reading the file needs a descriptor)
+    assert wait_for(lambda: fx.metric("tether_reloads_total") + fx.metric("tether_reload_failures_total") == 1, 5)
     # every client is either served or closed: tether ends them all
     assert wait_for(lambda: fx.metric("tether_active_connections") == 0, 10), fx.t.logtext()[-2000:]
     names = [readline(c) for c in [fx.connect() for _ in range(10)]]
