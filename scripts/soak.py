@@ -269,9 +269,16 @@ class Chaos:
             elif act == "reload":
                 weights = {p.name: random.randint(1, 4) for p in self.pods}
                 await loop.run_in_executor(None, self.t.write, random.choice(["roundrobin", "leastconn"]), weights)
+                n = (await loop.run_in_executor(None, self.t.metrics))["tether_reloads_total"]
                 self.t.proc.send_signal(signal.SIGHUP)
                 self.counts["reloads"] += 1
                 self.spare_in = False   # the file decides which servers exist
+                end = time.time() + 10  # done before the next runtime-API change
+                while (await loop.run_in_executor(None, self.t.metrics))["tether_reloads_total"] != n + 1:
+                    if time.time() > end:
+                        self.admin_errors.append(("SIGHUP", "no reload within 10 s"))
+                        break
+                    await asyncio.sleep(0.05)
             elif act == "weight":
                 p = random.choice(self.pods + ([self.spare] if self.spare_in else []))
                 await loop.run_in_executor(None, self.admin, f"set weight be {p.name} {random.randint(1, 5)}")
