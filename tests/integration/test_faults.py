@@ -705,6 +705,36 @@ def test_health_flapping_reload():
     health_flapping(True)
 
 
+def test_health_down_on_down_close():
+    """With on_down = "close", a server going DOWN (its check answers 503)
+    resets its established connections: end=server-down, the other
+    server's connections untouched, and a is used again once UP."""
+    a, b = Faulty("a", mode="checked"), Faulty("b", mode="checked")
+    hc = 'health = { type = "http"; interval = "100ms"; timeout = "100ms"; rise = 1; fall = 1; on_down = "close"; };'
+    fx = Fx([("a", a.addr), ("b", b.addr)], backend_extra=hc)
+    assert wait_for(lambda: fx.t.state("a") == "UP" and fx.t.state("b") == "UP", 5)
+    fx.baseline()
+    held = {}
+    while len(held) < 2:
+        c = fx.connect()
+        c.sendall(b"hello\n")
+        held.setdefault(readline(c), c)
+    a.healthy = False
+    assert wait_for(lambda: fx.t.state("a") == "DOWN", 5)
+    data, how = recv_until_end(held["a"])
+    assert data == b"" and how == "reset", (data, how)
+    assert fx.line_of(held["a"].getsockname())["end"] == "server-down"
+    held["b"].sendall(b"still\n")
+    assert readline(held["b"]) == "still"
+    a.healthy = True
+    assert wait_for(lambda: fx.t.state("a") == "UP", 5)
+    for c in held.values():
+        c.close()
+    fx.counters()
+    fx.settled()
+    fx.stop()
+
+
 # --- admin socket hammering -----------------------------------------------------
 
 @valgrind
