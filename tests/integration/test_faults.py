@@ -243,6 +243,7 @@ class Fx:
         """The metrics agree with the log and with the connections the test
         opened: accepted = opened = logged, none open, bytes per server = the
         log's sums."""
+        assert wait_for(lambda: self.metric("tether_active_connections") == 0, 10), self.t.logtext()[-3000:]
         m = self.metrics()
         assert m['tether_frontend_connections_total{frontend="fe"}'] == self.opened, (m, self.opened)
         assert m['tether_frontend_active_connections{frontend="fe"}'] == 0
@@ -375,7 +376,7 @@ def backend_blackholed(reload):
     pods = [Pod("p1"), Pod("p2")]
     stopped = None
     try:
-        hc = 'health = { type = "http"; interval = "200ms"; timeout = "200ms"; rise = 1; fall = 2; };'
+        hc = 'health = { type = "http"; interval = "200ms"; timeout = "500ms"; rise = 1; fall = 2; };'
         fx = Fx([("p1", pods[0].addr), ("p2", pods[1].addr)],
                 backend_extra=hc + ' timeouts = { server = "1500ms"; };')
         assert wait_for(lambda: fx.t.state("p1") == "UP" and fx.t.state("p2") == "UP", 5)
@@ -645,7 +646,7 @@ def health_flapping(reload):
     service keeps working: it flaps DOWN and UP; clients go to b while it
     is DOWN, and its established connections are not touched."""
     a, b = Faulty("a", mode="checked"), Faulty("b", mode="checked")
-    hc = 'health = { type = "http"; interval = "100ms"; timeout = "100ms"; rise = 1; fall = 1; };'
+    hc = 'health = { type = "http"; interval = "100ms"; timeout = "1s"; rise = 1; fall = 1; };'
     fx = Fx([("a", a.addr), ("b", b.addr)], backend_extra=hc)
     assert wait_for(lambda: fx.t.state("a") == "UP" and fx.t.state("b") == "UP", 5)
 
@@ -710,7 +711,7 @@ def test_health_down_on_down_close():
     resets its established connections: end=server-down, the other
     server's connections untouched, and a is used again once UP."""
     a, b = Faulty("a", mode="checked"), Faulty("b", mode="checked")
-    hc = 'health = { type = "http"; interval = "100ms"; timeout = "100ms"; rise = 1; fall = 1; on_down = "close"; };'
+    hc = 'health = { type = "http"; interval = "100ms"; timeout = "1s"; rise = 1; fall = 1; on_down = "close"; };'
     fx = Fx([("a", a.addr), ("b", b.addr)], backend_extra=hc)
     assert wait_for(lambda: fx.t.state("a") == "UP" and fx.t.state("b") == "UP", 5)
     fx.baseline()
