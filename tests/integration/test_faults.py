@@ -590,8 +590,10 @@ def test_client_never_reads_reload():
 def client_slowloris(reload):
     b = Backend("a", mode="http")
     fx = Fx([("a", b.addr)], balance="cookie", backend_extra='timeouts = { http_request = "1s"; };')
-    status, _, _, _ = (lambda s: (s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"), read_http(s))[1])(fx.connect())
-    assert status == 200
+    c = fx.connect()
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_http(c)[0] == 200
+    c.close()
     assert wait_for(lambda: not b.writers and fx.metric("tether_active_connections") == 0, 5)
     fx.baseline()
     before = b.accepted
@@ -611,9 +613,7 @@ def client_slowloris(reload):
     if reload:
         time.sleep(0.3)
         fx.reload()
-    # the head must be complete within http_request (1 s): then the connection ends.
-    # (408 assertion belongs here, once the cookie-mode http_request change is
-    # merged: the client gets "HTTP/1.1 408 Request Timeout" before the close.)
+    # the head must be complete within http_request (1 s): then the connection ends
     closed = wait_for(lambda: fx.metric("tether_active_connections") == 0, 3)
     took = time.time() - t0
     stop.set()
@@ -623,6 +623,9 @@ def client_slowloris(reload):
                     f"incomplete head: {b.accepted - before}")
     assert took < 3, took
     assert fx.line_of(s.getsockname())["end"] == "request-timeout", fx.lines()
+    # THE 408 ASSERTION BELONGS HERE, once the cookie-mode http_request change
+    # (issue 16 item 4) is merged, with the @known_bug markers removed:
+    #     assert recv_until_end(s)[0].startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     s.close()
     fx.counters()
     fx.settled()
