@@ -162,9 +162,7 @@ class Load:
         t = time.time()
         try:
             if state[0] is None:
-                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
-                state[:] = [r, w, w.get_extra_info("sockname")[1]]
-                self.opened += 1
+                await self.open(state)
             r, w, _ = state
             w.write(b"GET /item/%d HTTP/1.1\r\nHost: soak\r\n%s\r\n"
                     % (random.randint(1, 1000), b"Connection: close\r\n" if close else b""))
@@ -182,6 +180,26 @@ class Load:
             self.failures.append((t, state[2], kind))
             self.close(state)
             return False
+
+    async def open(self, state):
+        """Connects; the client port is known (state[2]) even when the
+        connect fails, so that the failure can be matched with tether's log."""
+        sock = socket.socket()
+        try:
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1", 0))
+            state[2] = sock.getsockname()[1]
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port)), 5)
+            except ConnectionResetError:
+                self.opened += 1        # the handshake was done: tether accepted it, then reset it
+                raise
+            self.opened += 1
+            state[:2] = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            if state[0] is None:
+                sock.close()
+            raise
 
     @staticmethod
     def close(state):
