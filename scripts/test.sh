@@ -73,7 +73,7 @@ fi
 # build without sanitizers, so that RSS means something: the valgrind pass's
 # plain debug build, or (QUICK=1) scripts/soak.sh's own release build.
 vg=${VGBUILDDIR:-build-valgrind}
-if [ -x "$vg/src/tether" ] && [ -x "$vg/src/pod/tether-pod" ]; then
+if [ -z "${QUICK:-}" ] && [ -x "$vg/src/tether" ] && [ -x "$vg/src/pod/tether-pod" ]; then
 	export TETHER="$vg/src/tether" TETHER_POD="$vg/src/pod/tether-pod"
 fi
 if scripts/soak.sh --minutes 2; then r=OK; else r=FAIL; status=1; fi

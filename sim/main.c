@@ -22,7 +22,7 @@ struct opts {
 	char seed_set[64], dur_set[64];
 	int nsets, runs, threads;
 	char pattern;
-	bool cmp, quiet;
+	bool cmp, quiet, params;
 };
 
 static void usage(FILE *f)
@@ -30,11 +30,12 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: tether-sim [-c SCENARIO.conf] [--pattern A|B|C|D] [--set group.key=value]... [--seed N]\n"
 	        "                  [--duration T] [--csv FILE] [--json FILE|-] [--plot FILE.svg|.png] [--quiet]\n"
-	        "                  [--runs N [--threads N]]\n"
+	        "                  [--runs N [--threads N]] [--params]\n"
 	        "       tether-sim --compare-patterns [--set ...] [--seed N] [--duration T] [--runs N]\n"
 	        "patterns: A pod memory, no affinity; B pod memory + affinity; C Redis, no affinity;\n"
 	        "          D Redis + pod-local cache + affinity\n"
-	        "--runs N: N replications (seeds N..N+runs-1) in parallel, mean and 95%% confidence interval\n");
+	        "--runs N: N replications (seeds N..N+runs-1) in parallel, mean and 95%% confidence interval\n"
+	        "--params: print the scenario as read (defaults, pattern, file, --set) as JSON, do not run\n");
 }
 
 static const char *store_name(enum store s)
@@ -70,6 +71,45 @@ static void print_summary(FILE *f, const struct sim_params *p, const struct sim_
 	if (s->pods_refused)
 		fprintf(f, "  WARNING: %llu pods not created: %d were alive at once\n", (unsigned long long)s->pods_refused,
 		        SIM_MAX_PODS);
+}
+
+/* --params: what a run of these arguments would use, for the lab
+ * (scripts/lab), which performs the scenario for real and must read it
+ * exactly as the simulator does.  Times in seconds, "group.key" names. */
+static void print_params(FILE *f, const struct sim_params *p)
+{
+	static const char *const store[] = { "memory", "redis", "redis+cache" };
+	static const char *const pers[] = { "none", "aof-always", "aof-everysec", "rdb" };
+
+	fprintf(f, "{\"name\": \"%s\", \"sim.duration\": %.6f, \"sim.report_interval\": %.6f, \"sim.seed\": %llu,\n",
+	        p->name, p->duration_s, p->report_s, (unsigned long long)p->seed);
+	fprintf(f, " \"clients.users_per_second\": %.6f, \"clients.stop_at\": %.6f, \"clients.ramp_to\": %.6f, "
+	        "\"clients.ramp_over\": %.6f, \"clients.daily\": %s, \"clients.pages\": %.6f, \"clients.think\": %.6f,\n"
+	        " \"clients.users_per_address\": %u, \"clients.address_change\": %.6f, \"clients.cart_adds\": %.6f,\n",
+	        p->user_rate, p->stop_at_s, p->ramp_to, p->ramp_s, p->daily ? "true" : "false", p->pages, p->think_s,
+	        p->users_per_address, p->address_change, p->cart_adds);
+	fprintf(f, " \"pods.count\": %d, \"pods.concurrency\": %d, \"pods.service\": %.6f, \"pods.queue\": %d, "
+	        "\"pods.timeout\": %.6f, \"pods.store\": \"%s\", \"pods.cache_ttl\": %.6f, \"pods.startup\": %.6f, "
+	        "\"pods.replace_after\": %.6f,\n",
+	        p->pods, p->concurrency, p->service_ms / 1000, p->queue, p->timeout_s, store[p->store], p->cache_ttl_s,
+	        p->startup_s, p->replace_s);
+	fprintf(f, " \"redis.rtt\": %.6f, \"redis.session_ttl\": %.6f, \"redis.cart_ttl\": %.6f, \"redis.persistence\": \"%s\", "
+	        "\"redis.save\": \"",
+	        p->redis_rtt_ms / 1000, p->session_ttl_s, p->cart_ttl_s, pers[p->persistence]);
+	for (int i = 0; i < p->nsave; i++)
+		fprintf(f, "%s%u %u", i ? " " : "", p->save[i].seconds, p->save[i].changes);
+	fprintf(f, "\", \"redis.crash_at\": %.6f, \"redis.down_for\": %.6f, \"redis.sentinel\": %s, "
+	        "\"redis.down_after\": %.6f, \"redis.failover\": %.6f, \"redis.replication_lag\": %.6f,\n",
+	        p->redis_crash_at_s, p->redis_down_s, p->sentinel ? "true" : "false", p->down_after_s, p->failover_s,
+	        p->repl_lag_s);
+	fprintf(f, " \"failures.crash_at\": %.6f, \"failures.crash_pod\": \"%s\", \"failures.mtbf\": %.6f, "
+	        "\"failures.scale_at\": %.6f, \"failures.scale_to\": %d,\n",
+	        p->crash_at_s, p->crash_pod, p->mtbf_s, p->scale_at_s, p->scale_to);
+	fprintf(f, " \"hpa.enabled\": %s, \"backend.name\": \"%s\", \"backend.balance\": \"%s\", \"backend.servers\": [",
+	        p->hpa ? "true" : "false", p->be.name, p->be.algo->name);
+	for (int i = 0; i < p->be.nservers; i++)
+		fprintf(f, "%s\"%s\"", i ? ", " : "", p->be.servers[i].name);
+	fprintf(f, "]}\n");
 }
 
 /* Defaults, the pattern, the scenario and --set: the parameters of a run. */
@@ -176,6 +216,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			exit(0);
 		} else if (strcmp(a, "--quiet") == 0) {
 			o->quiet = true;
+		} else if (strcmp(a, "--params") == 0) {
+			o->params = true;
 		} else if (strcmp(a, "--compare-patterns") == 0) {
 			o->cmp = true;
 		} else if (!v) {
@@ -339,8 +381,15 @@ int main(int argc, char **argv)
 	}
 	if (o.cmp)
 		return compare(&o);
-	if (build(&o, o.pattern, &p) < 0)
+	if (build(&o, o.pattern, &p) < 0) {
+		free(p.be.servers);
 		return 2;
+	}
+	if (o.params) {
+		print_params(stdout, &p);
+		free(p.be.servers);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	rc = o.runs > 1 ? many(&o, &p) : one(&o, &p);
 	free(p.be.servers);
 	return rc;

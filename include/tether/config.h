@@ -38,6 +38,16 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_CLOSE };
  * connections by a hash), or one socket whose readiness wakes one worker
  * (EPOLLEXCLUSIVE). */
 enum cfg_accept { CFG_ACCEPT_REUSEPORT = 0, CFG_ACCEPT_SHARED };
+/* What an admin socket may do: show only; also drain/enable/disable/set
+ * weight; everything (add/del server). */
+enum cfg_admin_level { CFG_LEVEL_USER = 0, CFG_LEVEL_OPERATOR, CFG_LEVEL_ADMIN };
+
+struct cfg_admin {
+	char path[108];                 /* unix socket path, "" = none */
+	unsigned mode;                  /* permissions of the socket file, default 0600 */
+	char group[64];                 /* group owning it, "" = the process's */
+	int level;                      /* enum cfg_admin_level, default admin */
+};
 
 /* Active checks.  Their interval, timeout, rise and fall, and `observe`,
  * are the outcome policy's: cfg_backend.params.health and .observe. */
@@ -54,6 +64,13 @@ struct cfg_timeouts {
 	uint32_t client_ms;             /* idle, default 30s */
 	uint32_t server_ms;             /* idle, default 30s */
 	uint32_t http_request_ms;       /* cookie peek, default 5s */
+};
+
+/* Connections waiting for a slot when every server they could use is at
+ * its maxconn (io/proxy.c, runtime.h's rt_waiter). */
+struct cfg_queue {
+	unsigned max;                   /* waiting at most; 0 = no queue (closed at once); default 1000 */
+	uint32_t timeout_ms;            /* waiting at most; default 5s */
 };
 
 enum cfg_resolve { CFG_RESOLVE_NONE = 0, CFG_RESOLVE_A, CFG_RESOLVE_AAAA, CFG_RESOLVE_SRV };
@@ -86,6 +103,7 @@ struct cfg_backend {
 	uint64_t cookie_max_age_ms;     /* 0 = session cookie (no Max-Age); sent in whole seconds */
 	uint32_t peek_max;              /* bytes of request head to peek; default 8192 */
 	struct cfg_timeouts timeouts;
+	struct cfg_queue queue;
 	struct cfg_health health;
 	int send_proxy;                 /* PROXY protocol version written to servers: 0 (none), 1 or 2 */
 	struct cfg_server *servers;
@@ -114,7 +132,7 @@ struct cfg_global {
 	int log_format;                 /* 0 text (default), 1 json */
 	char log_syslog[108];           /* "syslog": its unix socket, default "/dev/log" */
 	int log_facility;               /* "syslog": default 3 (daemon) */
-	char admin[108];                /* unix socket path, "" = none */
+	struct cfg_admin admin;         /* the runtime API's socket */
 	struct cfg_addr metrics;        /* metrics.len == 0: none */
 	uint32_t drain_timeout_ms;      /* default 30s */
 	char resolvers[512];            /* name servers "ip:port,..." for resolve entries; "" = /etc/resolv.conf */

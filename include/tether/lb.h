@@ -27,6 +27,7 @@
 #define LB_MAX_TRIED 16         /* first attempt + retries (config caps retries at 10) */
 #define LB_COOKIE_LEN 16        /* hex digits of an affinity cookie value */
 #define LB_RETRIES_MAX 10       /* retries after a failed connect (LB_MAX_TRIED - 1 would fit) */
+#define LB_FULL (-2)            /* lb_attempt: every server it could use is at its maxconn */
 #define LB_STICK_SIZE_DEFAULT 100000u            /* entries, when a stick table is on */
 #define LB_STICK_TIMEOUT_DEFAULT_MS (30u * 60000u) /* idle entry lifetime (docs/algorithms.md) */
 
@@ -196,6 +197,8 @@ void lb_server_set_weight(struct lb_pool *pool, struct lb_server *s, unsigned we
 
 /* Up, READY, not full.  Ignores the backup split. */
 bool lb_server_usable(const struct lb_server *s);
+/* At its maxconn. */
+bool lb_server_full(const struct lb_server *s);
 /* Usable, in the active set (primary, or backup while pool->use_backup). */
 bool lb_server_eligible(const struct lb_pool *pool, const struct lb_server *s);
 /* True when `id` is in key->tried. */
@@ -205,10 +208,16 @@ void lb_key_add_tried(struct lb_key *key, const struct lb_server *s);
 
 /*
  * Chooses a server: the stick table first (when on), then the algorithm.
- * Maintains the affinity counters and the stick table.  Returns an index into
- * pool->servers, or -1 when no eligible untried server exists.
+ * When the algorithm finds no primary because the ready primaries are full
+ * (maxconn) or tried, it chooses among the backups: they take the overflow
+ * before a connection has to wait.  Maintains the affinity counters and the
+ * stick table.  Returns an index into pool->servers, or -1 when no eligible
+ * untried server exists.
  */
 int lb_pick(struct lb_pool *pool, const struct lb_key *key, uint64_t now_ms, struct lb_rng *rng);
+/* True when a server lb_pick could choose for key (up, READY, weight > 0,
+ * untried, in the active set or an overflow backup) is at its maxconn. */
+bool lb_pool_full(const struct lb_pool *pool, const struct lb_key *key);
 /* A connection to `s` opened / closed (maintains active counts). */
 void lb_conn_open(struct lb_pool *pool, struct lb_server *s);
 void lb_conn_close(struct lb_pool *pool, struct lb_server *s);
@@ -243,8 +252,10 @@ enum hc_change lb_server_observed(struct lb_pool *pool, struct lb_server *s, boo
 bool lb_retry_allowed(const struct lb_pool *pool, const struct lb_key *key);
 /* Chooses the server for the connection's next attempt (lb_pick; never one
  * already tried), records it in key->tried and counts the connection on it
- * (lb_conn_open).  Returns its index, or -1 when no usable server is left
- * or the retries are spent. */
+ * (lb_conn_open).  Returns its index; LB_FULL when no server can take it
+ * now only because those it could use are at their maxconn (a slot that
+ * frees lets it through: the daemon queues it); -1 when no usable server
+ * is left or the retries are spent. */
 int lb_attempt(struct lb_pool *pool, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng);
 /* The attempt on s failed to connect: passive health, then the connection
  * is no longer counted on s.  Returns the health change. */

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -176,6 +177,50 @@ static void read_resolvers(struct cfg_ctx *c, const config_setting_t *g, const c
 		cfg_error(c, l, "global.resolvers", "must name at least one address (leave it out for /etc/resolv.conf)");
 }
 
+static void read_admin_mode(struct cfg_ctx *c, const config_setting_t *g, const char *path,
+                            const struct cfg_field *f, void *base)
+{
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	struct cfg_admin *a = base;
+	char buf[16], *end;
+	unsigned long m;
+
+	if (cfg_get_string(c, g, path, f->name, buf, sizeof(buf)) <= 0)
+		return;
+	m = strtoul(buf, &end, 8);
+	if (!buf[0] || *end || m > 0777 || buf[0] == '-' || buf[0] == '+' || buf[0] == ' ')
+		cfg_error(c, s, "global.admin.mode", "\"%s\" is not an octal mode like \"0660\" (at most \"0777\")", buf);
+	else
+		a->mode = (unsigned)m;
+}
+
+static const char *const admin_levels[] = { "user", "operator", "admin", NULL };
+#define AD(field) .offset = offsetof(struct cfg_admin, field), .size = sizeof(((struct cfg_admin *)0)->field)
+static const struct cfg_field admin_fields[] = {
+	{ .name = "path", .type = CT_STRING, AD(path), .flags = CF_REQUIRED },
+	{ .name = "mode", .type = CT_CUSTOM, .read = read_admin_mode },
+	{ .name = "group", .type = CT_STRING, AD(group) },
+	{ .name = "level", .type = CT_ENUM, AD(level), .choices = admin_levels },
+};
+static const struct cfg_group admin_group = CFG_GROUP("global.admin", admin_fields);
+
+/* admin = "/path", or a group { path = ...; mode = ...; group = ...; level = ...; } */
+static void read_admin(struct cfg_ctx *c, const config_setting_t *g, const char *path, const struct cfg_field *f,
+                       void *base)
+{
+	const config_setting_t *s = config_setting_get_member(g, f->name);
+	struct cfg_admin *a = &((struct cfg_global *)base)->admin;
+
+	if (!s)
+		return;
+	if (config_setting_type(s) == CONFIG_TYPE_GROUP)
+		cfg_read_group(c, s, "global.admin", &admin_group, a);
+	else
+		cfg_get_string(c, g, path, f->name, a->path, sizeof(a->path));
+	if (!a->path[0] && config_setting_type(s) == CONFIG_TYPE_GROUP && config_setting_get_member(s, "path"))
+		cfg_error(c, s, "global.admin.path", "must name a unix socket path such as \"/run/tether/admin.sock\"");
+}
+
 static const char *const accept_modes[] = { "reuseport", "shared", NULL };
 static const int accept_values[] = { CFG_ACCEPT_REUSEPORT, CFG_ACCEPT_SHARED };
 
@@ -186,7 +231,7 @@ static const struct cfg_field global_fields[] = {
 	{ .name = "accept", .type = CT_ENUM, GL(accept), .choices = accept_modes, .values = accept_values },
 	{ .name = "maxconn", .type = CT_INT, GL(maxconn), .min = 1, .max = 10000000 },
 	{ .name = "log", .type = CT_CUSTOM, .read = read_log },
-	{ .name = "admin", .type = CT_STRING, GL(admin) },
+	{ .name = "admin", .type = CT_CUSTOM, .read = read_admin },
 	{ .name = "metrics", .type = CT_CUSTOM, .read = read_metrics },
 	{ .name = "drain_timeout", .type = CT_DURATION, GL(drain_timeout_ms), .min = 0, .max = 3600000 },
 	{ .name = "resolvers", .type = CT_CUSTOM, .read = read_resolvers },
@@ -216,6 +261,7 @@ const struct cfg_group *cfg_schema(void)
 
 		all[n++] = global_group;
 		all[n++] = log_group;
+		all[n++] = admin_group;
 		all[n++] = frontend_group;
 		for (; be->path && n < sizeof(all) / sizeof(all[0]) - 1; be++)
 			all[n++] = *be;
@@ -231,6 +277,8 @@ static void parse_global(struct cfg_ctx *c, const config_setting_t *g, struct cf
 	strcpy(out->log_syslog, "/dev/log");
 	out->log_facility = 3;
 	out->drain_timeout_ms = 30000;
+	out->admin.mode = 0600;
+	out->admin.level = CFG_LEVEL_ADMIN;
 	if (g)
 		cfg_read_group(c, g, "global", &global_group, out);
 }
@@ -248,7 +296,30 @@ static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* References, unique names, duplicate binds. */
+/* Whether binding both a and b would collide: the same port of the same
+ * family, and the same address or a wildcard on either side. */
+static bool addr_overlap(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family)
+		return false;
+	if (a->ss.ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+		return x->sin_port == y->sin_port && (x->sin_addr.s_addr == y->sin_addr.s_addr ||
+		                                      x->sin_addr.s_addr == INADDR_ANY || y->sin_addr.s_addr == INADDR_ANY);
+	}
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+
+		return x->sin6_port == y->sin6_port &&
+		       (IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+		        IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+	}
+	return same_addr(a, b);
+}
+
+/* References, unique names, duplicate binds, a metrics address that a
+ * frontend binds too. */
 static void cross_check(struct cfg_ctx *c, struct tether_config *cfg)
 {
 	for (int i = 0; i < cfg->nfrontends; i++) {
@@ -270,6 +341,10 @@ static void cross_check(struct cfg_ctx *c, struct tether_config *cfg)
 				for (int k = 0; k < (j == i ? b : cfg->frontends[j].nbinds); k++)
 					if (same_addr(&f->binds[b], &cfg->frontends[j].binds[k]))
 						cfg_error_line(c, f->line, path, "address %s is bound twice", f->binds[b].text);
+		for (int b = 0; b < f->nbinds; b++)
+			if (cfg->global.metrics.len && addr_overlap(&cfg->global.metrics, &f->binds[b]))
+				cfg_error_line(c, f->line, "global.metrics", "%s is also bound by frontend \"%s\" (%s)",
+				               cfg->global.metrics.text, f->name, f->binds[b].text);
 	}
 }
 

@@ -251,6 +251,10 @@ static const struct cfg_field timeout_fields[] = {
 	{ .name = "server", .type = CT_DURATION, BE(timeouts.server_ms), .min = 1, .max = 7 * DAY_MS },
 	{ .name = "http_request", .type = CT_DURATION, BE(timeouts.http_request_ms), .min = 1, .max = 3600000 },
 };
+static const struct cfg_field queue_fields[] = {
+	{ .name = "max", .type = CT_INT, BE(queue.max), .min = 0, .max = 1000000 },
+	{ .name = "timeout", .type = CT_DURATION, BE(queue.timeout_ms), .min = 1, .max = 3600000 },
+};
 static const struct cfg_field health_fields[] = {
 	{ .name = "type", .type = CT_ENUM, BE(health.type), .choices = check_types, .values = check_type_values },
 	{ .name = "interval", .type = CT_DURATION, BE(params.health.interval_ms), .min = 100, .max = 3600000 },
@@ -297,6 +301,7 @@ static const struct cfg_group iphash_group = CFG_GROUP("backends.[].iphash", iph
 static const struct cfg_group cookie_group = CFG_GROUP("backends.[].cookie", cookie_fields);
 static const struct cfg_group stick_group = CFG_GROUP("backends.[].stick", stick_fields);
 static const struct cfg_group timeout_group = CFG_GROUP("backends.[].timeouts", timeout_fields);
+static const struct cfg_group queue_group = CFG_GROUP("backends.[].queue", queue_fields);
 static const struct cfg_group health_group = CFG_GROUP("backends.[].health", health_fields);
 static const struct cfg_group server_group = CFG_GROUP("backends.[].servers.[]", server_fields);
 
@@ -373,6 +378,7 @@ static const struct cfg_field backend_fields[] = {
 	SUBGROUP("stick", stick_group),
 	SUBGROUP("timeouts", timeout_group),
 	{ .name = "retries", .type = CT_INT, BE(params.retries), .min = 0, .max = LB_RETRIES_MAX },
+	SUBGROUP("queue", queue_group),
 	SUBGROUP("health", health_group),
 	{ .name = "send_proxy", .type = CT_ENUM, BE(send_proxy), .choices = proxy_versions, .values = proxy_version_values },
 	{ .name = "servers", .type = CT_CUSTOM, .read = read_servers },
@@ -385,7 +391,8 @@ const struct cfg_group *cfg_backend_schema(void)
 	static const struct cfg_group all[] = {
 		CFG_GROUP("backends.[]", backend_fields), CFG_GROUP("backends.[].iphash", iphash_fields),
 		CFG_GROUP("backends.[].cookie", cookie_fields), CFG_GROUP("backends.[].stick", stick_fields),
-		CFG_GROUP("backends.[].timeouts", timeout_fields), CFG_GROUP("backends.[].health", health_fields),
+		CFG_GROUP("backends.[].timeouts", timeout_fields), CFG_GROUP("backends.[].queue", queue_fields),
+		CFG_GROUP("backends.[].health", health_fields),
 		CFG_GROUP("backends.[].servers.[]", server_fields), { NULL, NULL, 0 },
 	};
 	return all;
@@ -403,6 +410,8 @@ static void backend_defaults(struct cfg_backend *b)
 	b->timeouts.client_ms = 30000;
 	b->timeouts.server_ms = 30000;
 	b->timeouts.http_request_ms = 5000;
+	b->queue.max = 1000;
+	b->queue.timeout_ms = 5000;
 	strcpy(b->health.path, "/health");
 	b->health.expect_lo = 200;
 	b->health.expect_hi = 399;

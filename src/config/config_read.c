@@ -36,6 +36,11 @@ static void verror(struct cfg_ctx *c, int line, const char *path, const char *fm
 		snprintf(full, sizeof(full), "%s:%d: %s: %s", c->file, line, path, msg);
 	else
 		snprintf(full, sizeof(full), "%s:%d: %s", c->file, line, msg);
+	/* a value quoted in the message may hold a newline (a string literal
+	 * across lines) or a terminal escape: one error stays one line */
+	for (char *p = full; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	append(c, full);
 }
 

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,6 +196,74 @@ static int open_log(struct tether *t, const struct cfg_global *gl, int *old_fd, 
 	return log_open_target(&t->log, &lt, old_fd, err);
 }
 
+/* --- the control sockets: admin and metrics --- */
+
+/* The control sockets of a configuration, opened where they differ from
+ * the running ones; served by control_switch. */
+struct ctl_new {
+	struct ctl_bound admin, metrics;
+	bool admin_change, metrics_change;
+};
+
+/* Opens what gl's admin and metrics need that cur (NULL at start) does not
+ * have.  On failure nothing running changed: 0, or -1 with *err. */
+static int control_open(struct tether *t, const struct cfg_global *cur, const struct cfg_global *gl,
+                        struct ctl_new *n, char **err)
+{
+	n->admin.fd = n->metrics.fd = -1;
+	n->admin.path[0] = n->metrics.path[0] = '\0';
+	/* a socket file removed meanwhile is made again: without it the
+	 * instance cannot be reached but by signals */
+	n->admin_change = !cur || strcmp(cur->admin.path, gl->admin.path) != 0 || ctl_bound_gone(&t->admin.b);
+	n->metrics_change = !cur || cur->metrics.len != gl->metrics.len ||
+	                    memcmp(&cur->metrics.ss, &gl->metrics.ss, gl->metrics.len) != 0;
+	if (n->metrics_change && gl->metrics.len && ctl_bind_tcp(&n->metrics, &gl->metrics, "global.metrics", err) < 0)
+		return -1;
+	if (n->admin_change && gl->admin.path[0] && ctl_bind_unix(&n->admin, &gl->admin, err) < 0)
+		goto fail;
+	/* the same path: its mode and group may change in place */
+	if (!n->admin_change && gl->admin.path[0] &&
+	    (cur->admin.mode != gl->admin.mode || strcmp(cur->admin.group, gl->admin.group) != 0) &&
+	    ctl_bind_chmod(&t->admin.b, &gl->admin, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	ctl_bound_close(&n->metrics);
+	return -1;
+}
+
+/* Serves what control_open opened, in place of the previous sockets. */
+static void control_switch(struct tether *t, const struct cfg_global *gl, struct ctl_new *n)
+{
+	if (n->metrics_change && n->metrics.fd >= 0)
+		metrics_serve(&t->metrics, &t->w[0], &n->metrics);
+	else if (n->metrics_change)
+		metrics_stop(&t->metrics);
+	if (n->admin_change) {
+		ctl_stop(&t->admin);
+		if (n->admin.fd >= 0)
+			admin_serve(&t->admin, &t->w[0], &n->admin, gl->admin.level);
+	}
+	t->admin.level = gl->admin.level;
+}
+
+/* What a reload changed of the control sockets, for its log line. */
+static void control_log(struct tether *t, const struct cfg_global *old, const struct cfg_global *gl,
+                        const struct ctl_new *n)
+{
+	if (n->metrics_change)
+		log_printf(&t->log, "reload: metrics %s%s", gl->metrics.len ? "now on " : "off",
+		           gl->metrics.len ? gl->metrics.text : "");
+	if (n->admin_change)
+		log_printf(&t->log, "reload: admin socket %s%s", gl->admin.path[0] ? "now " : "off", gl->admin.path);
+	else if (gl->admin.path[0] && (old->admin.mode != gl->admin.mode || old->admin.level != gl->admin.level ||
+	                               strcmp(old->admin.group, gl->admin.group) != 0))
+		log_printf(&t->log, "reload: admin socket %s: mode %04o, group %s, level %s", gl->admin.path,
+		           gl->admin.mode, gl->admin.group[0] ? gl->admin.group : "(unchanged)",
+		           gl->admin.level == CFG_LEVEL_USER ? "user" :
+		           gl->admin.level == CFG_LEVEL_OPERATOR ? "operator" : "admin");
+}
+
 static bool same_log(const struct cfg_global *a, const struct cfg_global *b)
 {
 	return strcmp(a->log, b->log) == 0 && a->log_format == b->log_format &&
@@ -206,13 +275,14 @@ void tether_reload(struct tether *t)
 	struct t_runtime *rt = &t->rt;
 	struct tether_config *cfg = NULL;
 	struct t_gen *g = NULL;
+	struct ctl_new ctl;
 	char *err = NULL;
 	int old_fd;
 
 	if (t->draining)
 		return;
 	if (cfg_load(rt->conf_path, &cfg, &err) < 0 || !(g = prepare(t, cfg, &err)) ||
-	    resolver_carry(&t->res, g, &err) < 0) {
+	    resolver_carry(&t->res, g, &err) < 0 || control_open(t, &rt->gen->cfg->global, &g->cfg->global, &ctl, &err) < 0) {
 		if (g)
 			rt_gen_free(g);
 		rt->reload_failures_total++;
@@ -231,6 +301,8 @@ void tether_reload(struct tether *t)
 			workers_follow_log(t, old_fd);
 		}
 	}
+	control_log(t, &rt->gen->cfg->global, &g->cfg->global, &ctl);
+	control_switch(t, &g->cfg->global, &ctl);
 	go_live(t, g);
 	resolver_update(&t->res, g);
 	rt->reloads_total++;
@@ -307,7 +379,36 @@ static int start_workers(struct tether *t, unsigned n, bool pin, char **err)
 	for (unsigned i = 1; i < n; i++)
 		if ((rc = worker_start_thread(&t->w[i], pin, err)) < 0)
 			return rc;
+	if (pin)            /* worker 0 is this thread; pinned last, so no thread inherits its CPU */
+		worker_pin(&t->w[0], pthread_self());
 	return 0;
+}
+
+/* A warning when global.maxconn cannot be served within RLIMIT_NOFILE:
+ * each client connection takes two descriptors (the client's and its
+ * server's), plus the listeners, checks and control sockets. */
+static void warn_nofile(struct tether *t, const struct t_gen *g)
+{
+	const struct tether_config *cfg = g->cfg;
+	unsigned long long clients = 0, need, fixed = 32;
+	struct rlimit rl;
+	bool all = true;
+
+	for (int i = 0; i < cfg->nfrontends; i++) {
+		clients += cfg->frontends[i].maxconn;
+		all &= cfg->frontends[i].maxconn > 0;
+		fixed += (unsigned long long)cfg->frontends[i].nbinds * t->nw;
+	}
+	if (!all || clients > cfg->global.maxconn)
+		clients = cfg->global.maxconn;
+	for (int i = 0; i < cfg->nbackends; i++)
+		fixed += (unsigned long long)cfg->backends[i].nservers;       /* a check each */
+	need = 2 * clients + fixed;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+		log_printf(&t->log, "warning: %llu client connections (global.maxconn %u%s) need about %llu file "
+		           "descriptors, but RLIMIT_NOFILE is %llu: raise it (ulimit -n, systemd LimitNOFILE=) or lower "
+		           "maxconn; beyond it, accepts pause and connects fail", clients, cfg->global.maxconn,
+		           all ? ", frontends' maxconn" : "", need, (unsigned long long)rl.rlim_cur);
 }
 
 int tether_start(struct tether *t, struct tether_config *cfg, const char *path, unsigned flags, char **err)
@@ -319,7 +420,7 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 
 	memset(t, 0, sizeof(*t));
 	t->flags = flags;
-	t->admin.fd = t->metrics.cs.fd = -1;
+	t->admin.b.fd = t->metrics.cs.b.fd = -1;
 	log_init(&t->log, true);
 	t->loop = (flags & TETHER_SIGNALS) ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
 	if (!t->loop) {
@@ -349,10 +450,14 @@ int tether_start(struct tether *t, struct tether_config *cfg, const char *path, 
 	if ((rc = resolver_start(&t->res, &t->w[0], g, err)) < 0)
 		return rc;
 	t->metrics.res = &t->res;
-	if (gl->admin[0] && (rc = admin_start(&t->admin, &t->w[0], gl->admin, err)) < 0)
-		return rc;
-	if (gl->metrics.len && (rc = metrics_start(&t->metrics, &t->w[0], &gl->metrics, err)) < 0)
-		return rc;
+	{
+		struct ctl_new ctl;
+
+		if (control_open(t, NULL, gl, &ctl, err) < 0)
+			return -EINVAL;
+		control_switch(t, gl, &ctl);
+	}
+	warn_nofile(t, g);
 	log_start_timer(&t->log, t->loop);
 	t->rt.started = ev_time();
 	log_printf(&t->log, "tether %s started: %s, %d frontends, %d backends, %u worker%s", TETHER_VERSION, path,

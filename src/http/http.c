@@ -72,7 +72,9 @@ static void find_cookie(const char *v, size_t n, const char *name, size_t name_l
 	}
 }
 
-int http_peek_cookie(const char *buf, size_t len, const char *name, size_t name_len,
+/* http_peek_cookie's parse; *val may be set from a head found partial or
+ * not HTTP later on: the caller clears it then. */
+static int peek_head(const char *buf, size_t len, const char *name, size_t name_len,
                      const char **val, size_t *val_len)
 {
 	static const char version[] = "HTTP/1.";
@@ -164,6 +166,18 @@ int http_peek_cookie(const char *buf, size_t len, const char *name, size_t name_
 				find_cookie(buf + vs, ve - vs, name, name_len, val, val_len);
 		}
 	}
+}
+
+int http_peek_cookie(const char *buf, size_t len, const char *name, size_t name_len,
+                     const char **val, size_t *val_len)
+{
+	int rc = peek_head(buf, len, name, name_len, val, val_len);
+
+	if (rc <= 0) {          /* a cookie counts only in a complete head */
+		*val = NULL;
+		*val_len = 0;
+	}
+	return rc;
 }
 
 /* http_inject states */

@@ -310,16 +310,23 @@ static int ih_pick(void *state, const struct lb_pool *pool, const struct lb_key 
 	return idx;
 }
 
+/* The Maglev table of an iphash pool (primaries or backups), or NULL. */
+static const struct ih_table *maglev_table(const struct lb_pool *pool, bool backup)
+{
+	const struct ih_state *st = pool->state;
+
+	if (pool->algo != &lb_algo_iphash || st->method != LB_HASH_MAGLEV || !st->t[backup ? 1 : 0].slot)
+		return NULL;
+	return &st->t[backup ? 1 : 0];
+}
+
 int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s)
 {
 	const struct ih_state *st = pool->state;
-	const struct ih_table *t;
+	const struct ih_table *t = maglev_table(pool, s->backup);
 	int count = 0, mi = -1;
 
-	if (pool->algo != &lb_algo_iphash || st->method != LB_HASH_MAGLEV)
-		return -1;
-	t = &st->t[s->backup ? 1 : 0];
-	if (!t->slot)
+	if (!t)
 		return -1;
 	for (int i = 0; i < t->n; i++)
 		if (t->m[i].index == s->index)
@@ -329,6 +336,16 @@ int lb_iphash_entries(const struct lb_pool *pool, const struct lb_server *s)
 	for (uint32_t i = 0; i < st->size; i++)
 		count += t->slot[i] == mi;
 	return count;
+}
+
+int lb_iphash_slot(const struct lb_pool *pool, bool backup, uint32_t slot)
+{
+	const struct ih_state *st = pool->state;
+	const struct ih_table *t = maglev_table(pool, backup);
+
+	if (!t || slot >= st->size)
+		return -1;
+	return t->m[t->slot[slot]].index;
 }
 
 const struct lb_algo lb_algo_iphash = {

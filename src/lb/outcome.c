@@ -51,7 +51,7 @@ int lb_attempt(struct lb_pool *pool, struct lb_key *key, uint64_t now_ms, struct
 		return -1;
 	idx = lb_pick(pool, key, now_ms, rng);
 	if (idx < 0)
-		return -1;
+		return lb_pool_full(pool, key) ? LB_FULL : -1;
 	s = pool->servers[idx];
 	lb_key_add_tried(key, s);
 	lb_conn_open(pool, s);

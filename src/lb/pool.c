@@ -184,6 +184,11 @@ bool lb_server_usable(const struct lb_server *s)
 	return s->up && s->admin == LB_ADMIN_READY && (s->maxconn == 0 || s->active < s->maxconn);
 }
 
+bool lb_server_full(const struct lb_server *s)
+{
+	return s->maxconn && s->active >= s->maxconn;
+}
+
 bool lb_server_eligible(const struct lb_pool *pool, const struct lb_server *s)
 {
 	return lb_server_usable(s) && s->backup == pool->use_backup;
@@ -219,6 +224,43 @@ static struct lb_server *find_cookie(const struct lb_pool *pool, const struct lb
 	return NULL;
 }
 
+/* A ready primary is full: with no other primary to take a connection, the
+ * backups take it (HAProxy queues instead, and uses backups only once every
+ * primary is down; tether prefers serving to waiting). */
+static bool primary_full(const struct lb_pool *pool)
+{
+	for (int i = 0; i < pool->nservers; i++)
+		if (primary_ready(pool->servers[i]) && lb_server_full(pool->servers[i]))
+			return true;
+	return false;
+}
+
+static int algo_pick(struct lb_pool *pool, const struct lb_key *key, uint64_t now_ms, struct lb_rng *rng)
+{
+	int idx = pool->algo->pick(pool->state, pool, key, now_ms, rng);
+
+	if (idx < 0 && !pool->use_backup && primary_full(pool)) {
+		pool->use_backup = true;        /* the algorithms read the active set from it */
+		idx = pool->algo->pick(pool->state, pool, key, now_ms, rng);
+		pool->use_backup = false;
+	}
+	return idx;
+}
+
+bool lb_pool_full(const struct lb_pool *pool, const struct lb_key *key)
+{
+	bool backups = !pool->use_backup && primary_full(pool);
+
+	for (int i = 0; i < pool->nservers; i++) {
+		const struct lb_server *s = pool->servers[i];
+
+		if (s->up && s->admin == LB_ADMIN_READY && s->weight > 0 && lb_server_full(s) &&
+		    (s->backup == pool->use_backup || (s->backup && backups)) && !lb_key_tried(key, s->id))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Counters: a hit is counted on the server an affinity (cookie or stick
  * entry) named and that got the connection; a redispatch on the server an
@@ -244,7 +286,7 @@ int lb_pick(struct lb_pool *pool, const struct lb_key *key, uint64_t now_ms, str
 			s->cnt.redispatches++;
 		affinity_known = true;
 	}
-	idx = pool->algo->pick(pool->state, pool, key, now_ms, rng);
+	idx = algo_pick(pool, key, now_ms, rng);
 	if (idx < 0)
 		return -1;
 	s = pool->servers[idx];

@@ -22,14 +22,15 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: tether-load --target ADDR:PORT [-c SCENARIO.conf] [--pattern A|B|C|D] [--set group.key=value]...\n"
 	        "                   [--seed N] [--duration T] [--addresses N] [--new-conn] [--timeout T]\n"
-	        "                   [--json FILE|-] [--csv FILE] [--quiet] [--no-check]\n"
+	        "                   [--json FILE|-] [--csv FILE] [--quiet] [--no-check] [--visiting FILE]\n"
 	        "Virtual users of tether-sim's client model (arrivals, pages, think time) against a real target;\n"
 	        "see docs/load.md.\n"
 	        "  --target ADDR:PORT  the balancer's frontend (or one pod)\n"
 	        "  --addresses N       users connect from 127.1.0.1 .. (N addresses, users_per_address share one)\n"
 	        "  --new-conn          a new connection per request (default: one kept alive per user)\n"
 	        "  --timeout T         connect + send + answer, per exchange (default 10s)\n"
-	        "  --no-check          do not probe the target before the run\n");
+	        "  --no-check          do not probe the target before the run\n"
+	        "  --visiting FILE     on SIGUSR1, write \"SID POD\" for every visiting user holding a session\n");
 }
 
 static int bad(const char *opt, const char *v, const char *want)
@@ -79,7 +80,7 @@ static int one_option(struct load_opts *o, struct cli *c, int argc, char **argv,
 	const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
 
 	static const char *const valued[] = { "-c", "--target", "--json", "--csv", "--pattern", "--set", "--seed",
-	                                       "--duration", "--addresses", "--timeout", NULL };
+	                                       "--duration", "--addresses", "--timeout", "--visiting", NULL };
 	bool known = false;
 
 	if (strcmp(a, "--new-conn") == 0)
@@ -103,6 +104,8 @@ static int one_option(struct load_opts *o, struct cli *c, int argc, char **argv,
 		o->json = v;
 	else if (strcmp(a, "--csv") == 0)
 		o->csv = v;
+	else if (strcmp(a, "--visiting") == 0)
+		o->visiting = v;
 	else if (strcmp(a, "--pattern") == 0)
 		return strlen(v) == 1 && v[0] >= 'A' && v[0] <= 'D' ? (c->pattern = v[0], 0) : bad(a, v, "A, B, C or D");
 	else if (strcmp(a, "--set") == 0)

@@ -111,6 +111,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	end_now(L);
 }
 
+/* SIGUSR1 (--visiting): the lab has just killed a pod or Redis and asks
+ * which sessions visiting users hold, to count those it destroyed as
+ * tether-sim does (sessions of users still visiting). */
+static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct load *L = ev_userdata(loop);
+
+	if (L->o->visiting && user_dump_visiting(L, L->o->visiting) < 0)
+		fprintf(stderr, "tether-load: %s: %s\n", L->o->visiting, strerror(errno));
+}
+
 void load_user_gone(struct load *L)
 {
 	if (L->ending && L->active == 0)
@@ -208,6 +219,8 @@ static void start_timers(struct load *L)
 	ev_signal_init(&L->sigterm, signal_cb, SIGTERM);
 	ev_signal_start(L->loop, &L->sigint);
 	ev_signal_start(L->loop, &L->sigterm);
+	ev_signal_init(&L->sigusr1, usr1_cb, SIGUSR1);
+	ev_signal_start(L->loop, &L->sigusr1);
 	ev_now_update(L->loop);
 	L->t0 = ev_now(L->loop);
 	/* sim_run(): the first user an exponential time after 0 */
@@ -257,6 +270,7 @@ void load_fini(struct load *L)
 		ev_timer_stop(L->loop, &L->progress);
 		ev_signal_stop(L->loop, &L->sigint);
 		ev_signal_stop(L->loop, &L->sigterm);
+		ev_signal_stop(L->loop, &L->sigusr1);
 		user_free_all(L);
 		ev_loop_destroy(L->loop);
 		L->loop = NULL;

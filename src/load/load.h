@@ -47,6 +47,7 @@ struct load_opts {
 	bool check;                 /* probe the target before the run (default on) */
 	double timeout_s;           /* per exchange: connect + send + answer */
 	const char *json, *csv;     /* NULL: none; "-": stdout (json only) */
+	const char *visiting;       /* SIGUSR1 writes the visiting users' sessions here (the lab), or NULL */
 };
 
 /* Parses argv into o (defaults, scenario, overrides).  0, 1 when the
@@ -180,7 +181,7 @@ struct load {
 	uint64_t prog_requests;     /* requests at the last progress line */
 	bool arrivals_over, ending, stopped;
 	ev_timer arrival, report, progress, end;
-	ev_signal sigint, sigterm;
+	ev_signal sigint, sigterm, sigusr1;
 	/* users */
 	struct lu_user **slabs;
 	uint32_t nslabs, nusers;    /* slots ever used (the simulator's nusers) */
@@ -222,6 +223,9 @@ void user_arrive(struct load *L, double at);
 /* The end has come: users between requests leave now, the others after their answer. */
 void user_end_all(struct load *L);
 void user_free_all(struct load *L);
+/* --visiting: writes "SID POD" per visiting user holding a session (POD
+ * "-" when unknown) to path.tmp, then renames it to path.  0 or -1. */
+int user_dump_visiting(struct load *L, const char *path);
 
 /* --- conn.c --- */
 

@@ -26,9 +26,12 @@
  * view, a failed login for a first login; not a failed request.  The rest
  * is in docs/load.md.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "load.h"
 
@@ -370,6 +373,35 @@ void user_end_all(struct load *L)
 		if (u->state == LU_THINK)
 			leave(L, u);
 	}
+}
+
+int user_dump_visiting(struct load *L, const char *path)
+{
+	char tmp[4096];
+	FILE *f;
+	int bad;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (!(f = fopen(tmp, "w")))
+		return -1;
+	for (uint32_t id = 0; id < L->nusers; id++) {
+		const struct lu_user *u = slot(L, id);
+		const char *sid;
+		size_t n;
+
+		if (u->state == LU_FREE || !u->has_session || !(sid = wire_jar_get(&u->jar, "SID", &n)))
+			continue;
+		fprintf(f, "%.*s %s\n", (int)n, sid, u->session_pod >= 0 ? L->s.pods[u->session_pod].name : "-");
+	}
+	bad = ferror(f);
+	if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
 }
 
 void user_free_all(struct load *L)

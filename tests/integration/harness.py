@@ -8,6 +8,7 @@ connections cost no threads.  Modes:
           writes the response head one byte at a time
   sink    reads and discards, never answers
   drain   reads until EOF, then answers "<bytes> <sha256>\\n" and closes
+  stream  never reads; writes "tick\\n" every 0.1 s for 2 s, then closes
 """
 import asyncio
 import atexit
@@ -94,6 +95,7 @@ class Backend:
         self.server = None
         self.stopped = False
         self.accepted = 0
+        self.heads = []                     # http mode: every request head received
         self.writers = set()
         self.start()
 
@@ -160,6 +162,12 @@ class Backend:
             writer.write(data)
             await writer.drain()
 
+    async def _stream(self, reader, writer):
+        for _ in range(20):
+            writer.write(b"tick\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
     async def _sink(self, reader, writer):
         while await reader.read(65536):
             pass
@@ -178,6 +186,7 @@ class Backend:
     async def _http(self, reader, writer):
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
             cookie = b""
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"cookie:"):
@@ -214,7 +223,11 @@ class Blackhole:
             except BlockingIOError:
                 pass
             self.fillers.append(c)
-        time.sleep(0.2)
+        # the queue is full once a filler's handshake completed (it is writable)
+        import select
+        end = time.time() + 5
+        while not select.select([], self.fillers, [], 0.05)[1] and time.time() < end:
+            pass
 
     @property
     def addr(self):
@@ -244,8 +257,9 @@ def conf(servers, balance="roundrobin", backend_extra="", global_extra="", port=
 
 
 class Tether:
-    def __init__(self, text, port, check_exit=True, preexec=None):
-        """preexec: run in the child before exec (default: raise RLIMIT_NOFILE)."""
+    def __init__(self, text, port, check_exit=True, nofile=None, log_file=None):
+        """nofile: tether's RLIMIT_NOFILE (soft and hard); log_file: the file
+        the configuration logs to (@DIR@ allowed), watched for "started"."""
         self.dir = tempfile.mkdtemp(prefix="tit-")
         self.path = os.path.join(self.dir, "tether.conf")
         self.port = port
@@ -253,13 +267,18 @@ class Tether:
         self.write(text)
         self.log_path = os.path.join(self.dir, "tether.log")
         self.log = open(self.log_path, "w")
+        self.log_file = log_file.replace("@DIR@", self.dir) if log_file else None
         cmd = [TETHER, "-c", self.path]
         if VALGRIND:
             cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--track-fds=yes", "--log-file=" + os.path.join(self.dir, "valgrind.log")] + cmd
-        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log,
-                                     preexec_fn=preexec or raise_nofile)
+        def limits():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            else:
+                raise_nofile()
+        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, preexec_fn=limits)
         atexit.register(self._kill)         # a failed assertion must not leave it running
         self.wait_port(port)
 
@@ -284,6 +303,8 @@ class Tether:
             if self.proc.poll() is not None:
                 raise AssertionError("tether exited: " + self.logtext())
             if " started: " in self.logtext():
+                return
+            if self.log_file and os.path.exists(self.log_file) and " started: " in open(self.log_file).read():
                 return
             if time.time() > probe_after:
                 try:
@@ -333,6 +354,16 @@ class Tether:
             if f and f[0] == server:
                 return f[2]
         return None
+
+
+def metric(mport, name, labels=None):
+    """The value of one sample of /metrics on mport (labels: 'backend="be"'), or None."""
+    import re
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+    sel = re.escape(name) + (r"\{%s\}" % re.escape(labels) if labels else "")
+    m = re.search(r"^%s ([0-9.e+-]+)$" % sel, text, re.M)
+    return float(m.group(1)) if m else None
 
 
 def connect(port, src=None, timeout=5):
@@ -464,6 +495,19 @@ def valgrind(fn):
     this marker on the line above it: a test cannot be forgotten."""
     fn.valgrind = True
     return fn
+
+
+def fetch(mport, path="/stats"):
+    """GET path from the metrics port: the text of /metrics, the JSON of /stats."""
+    import json
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{mport}{path}", timeout=10).read().decode()
+    return json.loads(body) if path == "/stats" else body
+
+
+def server_stats(mport, backend=0):
+    """{server name: its /stats object} of a backend (by position)."""
+    return {s["name"]: s for s in fetch(mport)["backends"][backend]["servers"]}
 
 
 def wait_for(pred, timeout, step=0.05):

@@ -3,6 +3,7 @@ half-close, large transfers, concurrency, timeouts, maxconn, config errors,
 drain and reload."""
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,7 +52,8 @@ def test_leastconn_long_lived():
     for n, s in held:                        # close both of b's
         if n == "b":
             s.close()
-    time.sleep(0.3)
+    # tether has seen both close once it logged them (written within a second)
+    assert wait_for(lambda: len(re.findall(r" be/b .* end=client-closed", t.logtext())) == 2, 5), t.logtext()
     nxt = [banner(port) for _ in range(2)]
     assert nxt == ["b", "b"], nxt             # b is now the least loaded
     for n, s in held:
@@ -114,9 +116,9 @@ def test_data_and_fin_in_one_segment():
     d = Backend("d", mode="drain")
     t, port = start([("d", d.addr)])
     answers = []
-    for _ in range(5):
+    for i in range(5):
         s = connect(port)
-        time.sleep(0.1)                       # the relay is up and waiting for us
+        assert wait_for(lambda: d.accepted == i + 1, 5)   # the relay is up and waiting for us
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         s.send(b"last words")
         s.shutdown(socket.SHUT_WR)            # FIN rides on the corked segment
@@ -155,10 +157,13 @@ def test_large_transfer_both_ways():
     sent_hash, recv_hash = hashlib.sha256(), hashlib.sha256()
     got = [0]
 
+    fin = [False]
+
     def reader():
-        while got[0] < total:
+        while True:
             d = s.recv(1 << 20)
             if not d:
+                fin[0] = True                # the echo server's FIN, passed on by tether
                 break
             recv_hash.update(d)
             got[0] += len(d)
@@ -173,6 +178,7 @@ def test_large_transfer_both_ways():
     s.close()
     t.stop()
     assert got[0] == total, got[0]
+    assert fin[0], "no FIN after the last byte"
     assert sent_hash.digest() == recv_hash.digest()
 
 

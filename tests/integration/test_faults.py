@@ -14,16 +14,11 @@ Faults the test plays itself: python backends that misbehave on purpose
 (harness.Backend modes added here, or a separate process to SIGKILL), real
 tether-pods (SIGSTOP), and clients that reset, half-close, never read or
 send their request head byte by byte.
-
-A few cells assert behaviour that other changes of issue 16 bring; until
-they are merged those tests are marked @known_bug: they pass while the
-assertion fails, and fail (asking for the marker to go) once it holds.
 """
 import asyncio
 import hashlib
 import os
 import re
-import resource
 import signal
 import socket
 import struct
@@ -39,28 +34,6 @@ from harness import (SANITIZED, VALGRIND, Backend, Pod, Tether, conf, connect, f
 ADMIN = 'admin = "@DIR@/admin.sock";'
 PATTERN = bytes(range(256)) * 256          # 64 KB; streams repeat it
 LINE = re.compile(r"^\S+ (\S+) fe be/(\S+) connect=\S+ duration=(\d+)ms in=(\d+) out=(\d+) end=(\S+)$", re.M)
-
-
-class Known(AssertionError):
-    """An assertion about a bug another change of issue 16 fixes."""
-
-
-def known_bug(what):
-    """The test asserts behaviour another change of issue 16 brings (`what`),
-    raising Known when it does not hold: that is reported and the test
-    passes (any other failure is a failure).  Once the change is merged the
-    test fails, asking for the marker to go."""
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-            except Known as e:
-                print(f"known bug ({what}): {str(e)[:300]}")
-                return
-            raise AssertionError(f"known bug fixed ({what}): remove @known_bug from {fn.__name__}")
-        run.__name__ = fn.__name__
-        return run
-    return wrap
 
 
 def is_pattern(data, offset=0):
@@ -152,11 +125,11 @@ class Streamer:
 class Fx:
     """tether with an admin socket and a metrics port, and what the cell checks."""
 
-    def __init__(self, servers, backend_extra="", global_extra="", balance="roundrobin", preexec=None):
+    def __init__(self, servers, backend_extra="", global_extra="", balance="roundrobin", nofile=None):
         self.mport = free_port()
         self.text, port = conf(servers, balance=balance, backend_extra=backend_extra,
                                global_extra=f'{ADMIN} metrics = "127.0.0.1:{self.mport}"; {global_extra}')
-        self.t = Tether(self.text, port, preexec=preexec)
+        self.t = Tether(self.text, port, nofile=nofile)
         self.port = port
         self.opened = 0                 # client connections the test opened
 
@@ -618,26 +591,22 @@ def client_slowloris(reload):
     took = time.time() - t0
     stop.set()
     th.join(5)
-    if not closed or b.accepted != before:
-        raise Known(f"open after http_request + 2 s: {not closed}; server connections opened for an "
-                    f"incomplete head: {b.accepted - before}")
+    assert closed, "still open after http_request + 2 s"
+    assert b.accepted == before, "a server connection was opened for an incomplete head"
     assert took < 3, took
     assert fx.line_of(s.getsockname())["end"] == "request-timeout", fx.lines()
-    # THE 408 ASSERTION BELONGS HERE, once the cookie-mode http_request change
-    # (issue 16 item 4) is merged, with the @known_bug markers removed:
-    #     assert recv_until_end(s)[0].startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    answer = recv_until_end(s)[0]
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
     s.close()
     fx.counters()
     fx.settled()
     fx.stop()
 
 
-@known_bug("issue 16 item 4: cookie mode does not enforce http_request")
 def test_client_slowloris():
     client_slowloris(False)
 
 
-@known_bug("issue 16 item 4: cookie mode does not enforce http_request")
 def test_client_slowloris_reload():
     client_slowloris(True)
 
@@ -820,10 +789,6 @@ def test_admin_hammering():
 NOFILE = 48
 
 
-def low_nofile():
-    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-
-
 def exhaust(fx, n=60):
     """Opens n client connections without closing them: more than tether's
     descriptors allow.  Returns them."""
@@ -838,7 +803,7 @@ def test_fd_exhaustion():
     pauses accepting (no busy loop), closes cleanly what it cannot serve,
     and once the clients go serves again, with its descriptors back."""
     a = Backend("a")
-    fx = Fx([("a", a.addr)], preexec=low_nofile)
+    fx = Fx([("a", a.addr)], nofile=NOFILE)
     warm(fx)
     fx.baseline()
     held = exhaust(fx)
@@ -873,14 +838,13 @@ def test_fd_exhaustion():
     fx.stop()
 
 
-@known_bug("issue 16 items 6 and 7: EMFILE in a check marks servers DOWN; ctl's accept spins on EMFILE")
 def test_fd_exhaustion_health_and_ctl():
     """Out of descriptors: the health of a server does not change (it is not
     the server's fault) and a pending admin client does not make the
     control listener spin."""
     a = Backend("a")
     hc = 'health = { type = "tcp"; interval = "100ms"; timeout = "500ms"; rise = 1; fall = 1; };'
-    fx = Fx([("a", a.addr)], backend_extra=hc, preexec=low_nofile)
+    fx = Fx([("a", a.addr)], backend_extra=hc, nofile=NOFILE)
     assert wait_for(lambda: fx.t.state("a") == "UP", 5)
     held = exhaust(fx)
     assert wait_for(lambda: fx.fds() >= NOFILE - 2, 5), fx.fds()
@@ -898,13 +862,8 @@ def test_fd_exhaustion_health_and_ctl():
     assert wait_for(lambda: fx.metric("tether_active_connections") == 0, 10)
     log = fx.t.logtext()
     fx.stop()
-    known = []
-    if "server be/a is DOWN" in log:
-        known.append("a check's EMFILE marked the server DOWN")
-    if cpu >= 0.3:
-        known.append(f"tether uses {cpu:.0%} of a CPU while out of descriptors with an admin client pending")
-    if known:
-        raise Known("; ".join(known))
+    assert "server be/a is DOWN" not in log, "a check's EMFILE marked the server DOWN: " + log[-2000:]
+    assert cpu < 0.3, f"tether uses {cpu:.0%} of a CPU while out of descriptors with an admin client pending"
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def test_runtime_add_drain_del_under_load():
     hc = 'health = { type = "tcp"; interval = "200ms"; rise = 1; fall = 2; };'
     t = Tether(*conf([(n, bs[n].addr) for n in "abc"], backend_extra=hc, global_extra=ADMIN))
     load = Load(t.port)
-    time.sleep(0.5)
+    assert wait_for(lambda: load.ok >= 20, 10), (load.ok, load.failed)
     rc, out = t.admin(f"add server be d {bs['d'].addr} weight 1")
     assert rc == 0 and out.strip() == "OK", out
     assert wait_for(lambda: "d" in load.since(0), 5), "no traffic reached the added server"
@@ -177,9 +177,10 @@ def test_runtime_add_drain_del_under_load():
     rc, out = t.admin("del server be d")
     assert rc == 1 and out.startswith("ERR ") and "drain" in out, out
     assert t.admin("drain server be d")[0] == 0
-    time.sleep(0.3)
-    m = load.mark()
-    time.sleep(0.7)
+    m = load.mark()                     # the 4 clients' connections in flight may still be d's
+    assert wait_for(lambda: len(load.since(m)) >= 40, 10)
+    m = load.mark()                     # every one from here started after the drain
+    assert wait_for(lambda: len(load.since(m)) >= 100, 20)
     assert "d" not in load.since(m), "drained server got new connections"
     assert re.search(r"^d \S+ DRAIN 1 1 ", t.admin("show servers")[1], re.M), t.admin("show servers")[1]
     held.close()
@@ -189,8 +190,12 @@ def test_runtime_add_drain_del_under_load():
     assert " d " not in " " + t.admin("show servers")[1].replace("\n", " ")
     rc, out = t.admin("set weight be a 3")
     assert rc == 0, out
+    assert re.search(r"^a \S+ UP 3 ", t.admin("show servers")[1], re.M), t.admin("show servers")[1]
+    m = load.mark()                     # a now takes 3 of every 5 (weights 3, 1, 1)
+    assert wait_for(lambda: len(load.since(m)) >= 300, 20)
+    share = load.since(m)[20:320].count("a") / 300
+    assert 0.5 <= share <= 0.7, share
     assert t.admin("bogus")[1].startswith("ERR")
-    time.sleep(0.3)
     load.stop()
     t.stop()
     assert load.failed == 0 and load.ok > 100, (load.ok, load.failed)
@@ -202,16 +207,22 @@ def test_twenty_reloads_under_load():
     t = Tether(text, port)
     load = Load(port)
     for i in range(20):
-        time.sleep(0.5)
+        m = load.mark()                 # some traffic between two reloads
+        assert wait_for(lambda: len(load.since(m)) >= 20, 10), (load.ok, load.failed)
         weight = 1 + i % 3
         t.write(conf([("a", bs[0].addr, f"weight = {weight};"), ("b", bs[1].addr)], port=port,
                      global_extra=ADMIN)[0])
         t.signal(signal.SIGHUP)
-    time.sleep(0.5)
+        assert wait_for(lambda: t.logtext().count("reloaded") == i + 1, 10), t.logtext().count("reloaded")
+    m = load.mark()
+    assert wait_for(lambda: len(load.since(m)) >= 20, 10)
     load.stop()
-    assert wait_for(lambda: t.logtext().count("reloaded") == 20, 5), t.logtext().count("reloaded")
-    t.stop()
     assert load.failed == 0 and load.ok > 200, (load.ok, load.failed)
+    # the file's last weights (a 2, b 1) are the ones in force: the shares show it
+    got = [banner(port) for _ in range(300)]
+    assert 185 <= got.count("a") <= 215, got.count("a")
+    assert re.search(r"^a \S+ UP 2 ", t.admin("show servers")[1], re.M), t.admin("show servers")[1]
+    t.stop()
 
 
 @valgrind

@@ -11,6 +11,7 @@ it in the valgrind suite (TETHER_VALGRIND=1 runs tether-load under it).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -317,6 +318,39 @@ def test_counts_equal_pod_stats():  # valgrind
     # keep-alive: one per user, + tether-load's probe, the kit's readiness check and this /stats
     assert st["connections"] == j["users"] + 3, (st, j["users"])
     assert j["pod_answers"] == {"pod1": st["requests"]}, j["pod_answers"]
+
+
+def test_visiting_lists_sessions_on_sigusr1():  # valgrind
+    """--visiting FILE: SIGUSR1 mid-run writes "SID POD" for every visiting
+    user holding a session (what the lab counts a crash's losses from);
+    each is a live session of the pod named, the run goes on."""
+    kit = lab()
+    with kit.Lab() as lb:
+        pod = lb.pod("pod1")
+        path = tempfile.mktemp(prefix="tload-visiting-")
+        p = subprocess.Popen(load_cmd("--target", pod.addr, "--quiet", "--json", path + ".json", "--visiting", path,
+                                      "--seed", "5", "--duration", "5s", *sets(users_per_second=40, pages=100,
+                                                                             think="50ms")),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            from harness import wait_for
+            assert wait_for(lambda: pod.stats()["sessions_created"] >= 30, 10)
+            p.send_signal(signal.SIGUSR1)
+            assert wait_for(lambda: os.path.exists(path), 5)
+            lines = [l.split() for l in open(path)]
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 0, err
+        for sid, _ in lines[:10]:
+            assert pod.get("/item/1", sid)[0] == 200, sid
+        assert pod.get("/item/1", "0123456789abcdef")[0] == 401
+        j = json.load(open(path + ".json"))
+        for f in (path, path + ".json"):
+            os.unlink(f)
+    assert len(lines) >= 20 and all(len(l) == 2 and l[1] == "pod1" and len(l[0]) == 16 for l in lines), lines
+    assert len(lines) <= j["users"] and len({l[0] for l in lines}) == len(lines), (len(lines), j["users"])
 
 
 def test_pattern_a_through_tether_pods():

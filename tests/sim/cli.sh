@@ -30,5 +30,14 @@ python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["runs"]
 	/tmp/cli.$$.out || { echo "FAIL --runs JSON"; fails=$((fails + 1)); }
 check "--compare-patterns honours --set and --duration" 0 "$sim" --compare-patterns --set pods.count=4 --duration 120s
 grep -q "4 pods, 120 s simulated" /tmp/cli.$$.out || { echo "FAIL compare header"; cat /tmp/cli.$$.out; fails=$((fails + 1)); }
+check "--params: the scenario as read, not run" 0 "$sim" -c "$(dirname "$0")/../../sim/scenarios/pod-crash.conf" \
+	--params --set redis.down_for=3s --seed 9 --duration 2m
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
+assert d["failures.crash_at"] == 300 and d["failures.crash_pod"] == "pod2" and d["pods.replace_after"] == 60, d
+assert d["redis.down_for"] == 3 and d["sim.seed"] == 9 and d["sim.duration"] == 120 and d["redis.crash_at"] == -1, d
+assert d["backend.balance"] == "cookie" and d["backend.servers"] == ["pod1", "pod2", "pod3"], d
+assert d["pods.store"] == "memory" and d["redis.save"] == "3600 1 300 100 60 10000", d' /tmp/cli.$$.out \
+	|| { echo "FAIL --params JSON"; cat /tmp/cli.$$.out; fails=$((fails + 1)); }
+check "--params with a bad scenario" 2 "$sim" --params --set failures.crash_pod=pod9 --set failures.crash_at=1s
 rm -f /tmp/cli.$$.out /tmp/cli.$$.err
 [ "$fails" = 0 ]

@@ -9,6 +9,9 @@
  *   drain server BACKEND NAME
  *   enable server BACKEND NAME | disable server BACKEND NAME
  *
+ * A socket's level (global.admin.level) limits what its clients may run:
+ * user, show only; operator, also drain/enable/disable/set weight; admin,
+ * everything.
  * Every answer ends with a line "OK" or "ERR <reason>".  The operations
  * themselves are the runtime's (rt_server_*); this file parses lines,
  * formats answers, and starts or stops the checks of added and deleted
@@ -144,26 +147,48 @@ static const char *cmd_set(struct t_worker *w, char **argv, int argc, char **msg
 	return rt_server_set_weight(w->rt, s, weight, msg) < 0 ? *msg : NULL;
 }
 
-void admin_exec(struct t_worker *w, const char *line, struct sbuf *out)
+static const char *const level_names[] = { "user", "operator", "admin" };
+
+/* The level a command needs: show reads; drain, enable, disable and set
+ * change servers' traffic; add and del change the pool. */
+static int needed_level(const char *cmd)
 {
-	char buf[512], *argv[MAX_ARGS], *msg = NULL;
+	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "del") == 0)
+		return CFG_LEVEL_ADMIN;
+	if (strcmp(cmd, "show") == 0)
+		return CFG_LEVEL_USER;
+	return CFG_LEVEL_OPERATOR;
+}
+
+void admin_exec(struct t_worker *w, int level, const char *line, struct sbuf *out)
+{
+	char buf[512], *argv[MAX_ARGS], *msg = NULL, denied[96];
 	const char *err = "unknown command (show, add, del, set, drain, enable, disable)";
 	int argc = 0;
 
 	snprintf(buf, sizeof(buf), "%s", line);
 	for (char *tok = strtok(buf, " \t\r\n"); tok && argc < MAX_ARGS; tok = strtok(NULL, " \t\r\n"))
 		argv[argc++] = tok;
-	if (argc == 0)
+	if (argc == 0) {
 		err = "empty command";
-	else if (strcmp(argv[0], "show") == 0)
+	} else if (strcmp(argv[0], "show") != 0 && strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set") != 0 &&
+	           strcmp(argv[0], "del") != 0 && strcmp(argv[0], "drain") != 0 && strcmp(argv[0], "enable") != 0 &&
+	           strcmp(argv[0], "disable") != 0) {
+		/* err: unknown command */
+	} else if (needed_level(argv[0]) > level) {
+		snprintf(denied, sizeof(denied), "permission denied (level %s; %s needs level %s)", level_names[level],
+		         argv[0], level_names[needed_level(argv[0])]);
+		err = denied;
+	} else if (strcmp(argv[0], "show") == 0) {
 		err = cmd_show(w, argv, argc, out);
-	else if (strcmp(argv[0], "add") == 0 && argc >= 2 && strcmp(argv[1], "server") == 0)
-		err = cmd_add(w, argv, argc, &msg);
-	else if (strcmp(argv[0], "set") == 0)
+	} else if (strcmp(argv[0], "add") == 0) {
+		err = argc >= 2 && strcmp(argv[1], "server") == 0 ? cmd_add(w, argv, argc, &msg)
+		                                                   : "usage: add server BACKEND NAME ADDR [weight N]";
+	} else if (strcmp(argv[0], "set") == 0) {
 		err = cmd_set(w, argv, argc, &msg);
-	else if (strcmp(argv[0], "del") == 0 || strcmp(argv[0], "drain") == 0 ||
-	         strcmp(argv[0], "enable") == 0 || strcmp(argv[0], "disable") == 0)
+	} else {
 		err = cmd_server(w, argv, argc, &msg);
+	}
 	if (err)
 		sb_printf(out, "ERR %s\n", err);
 	else
@@ -172,7 +197,7 @@ void admin_exec(struct t_worker *w, const char *line, struct sbuf *out)
 }
 
 /* One command per line. */
-static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
+static size_t handle(struct ctl_server *cs, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
 	const char *nl = memchr(in, '\n', len);
 	char line[512];
@@ -191,13 +216,15 @@ static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bo
 		*close_after = true;
 		return n + 1;
 	}
-	admin_exec(arg, line, out);
+	admin_exec(cs->arg, cs->level, line, out);
 	return n + 1;
 }
 
-int admin_start(struct ctl_server *cs, struct t_worker *w, const char *path, char **err)
+void admin_serve(struct ctl_server *cs, struct t_worker *w, struct ctl_bound *b, int level)
 {
-	return ctl_listen_unix(cs, w->loop, path, handle, w, err);
+	cs->level = level;
+	cs->idle = CTL_IDLE;
+	ctl_serve(cs, w->loop, b, w->log, handle, w);
 }
 
 int tether_admin_client(const char *socket_path, const char *command)

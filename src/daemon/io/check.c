@@ -11,7 +11,8 @@
 #include "check.h"
 #include "pp.h"
 
-static void check_done(struct t_server *s, bool ok, const char *why)
+/* Ends the check in flight (if any) and schedules the next one. */
+static void check_next(struct t_server *s)
 {
 	struct t_check *c = &s->check;
 	const struct hc_params *p = &s->be->pool.params.health;
@@ -24,7 +25,25 @@ static void check_done(struct t_server *s, bool ok, const char *why)
 	ev_timer_stop(c->loop, &c->timer);
 	ev_timer_set(&c->timer, hc_next_delay_ms(p, &s->be->gen->rt->rng) / 1000.0, 0.);
 	ev_timer_start(c->loop, &c->timer);
+}
+
+static void check_done(struct t_server *s, bool ok, const char *why)
+{
+	check_next(s);
 	rt_server_checked(s, ok, why);
+}
+
+/* The check could not even start for a local shortage (out of file
+ * descriptors, buffers or ephemeral ports): says nothing about the server,
+ * whose health stays as it is; counted, logged once, retried at the next
+ * interval. */
+static void check_local(struct t_server *s, int err)
+{
+	char what[160];
+
+	snprintf(what, sizeof(what), "health check of %s/%s", s->be->cfg.name, s->lb.name);
+	check_next(s);
+	rt_local_error(s->be->gen->rt, what, err);
 }
 
 /* Parses "HTTP/1.x NNN" at the start of the answer; -1 while incomplete/invalid. */
@@ -123,14 +142,21 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		check_done(s, false, strerror(errno));
+		if (rt_errno_local(errno))
+			check_local(s, errno);
+		else
+			check_done(s, false, strerror(errno));
 		return;
 	}
 	s->check.fd = fd;
 	if (connect(fd, (const struct sockaddr *)&s->addr.ss, s->addr.len) < 0 && errno != EINPROGRESS) {
-		check_done(s, false, strerror(errno));
+		if (rt_errno_local(errno))
+			check_local(s, errno);
+		else
+			check_done(s, false, strerror(errno));
 		return;
 	}
+	rt_local_ok(s->be->gen->rt);
 	ev_io_init(&s->check.io, io_cb, fd, EV_WRITE);
 	ev_io_start(loop, &s->check.io);
 	ev_timer_set(w, p->timeout_ms / 1000.0, 0.);

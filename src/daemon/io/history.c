@@ -37,7 +37,8 @@ static void sums(const struct t_worker *w, uint64_t *conn, uint64_t *fail, bool 
 		rate_sample(&g->fe[i]->rate, total, rates);
 	}
 	for (struct t_backend *be = g->backends; be; be = be->next) {
-		*fail += T_LOAD(&be->no_server_total);
+		*fail += T_LOAD(&be->no_server_total) + T_LOAD(&be->queue_timeouts_total) + T_LOAD(&be->queue_full_total) +
+		         T_LOAD(&be->request_timeouts_total);
 		rt_backend_lock(be);            /* the pool's list of servers */
 		for (int i = 0; i < be->pool.nservers; i++) {
 			struct t_server *s = be->pool.servers[i]->data;

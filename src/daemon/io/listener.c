@@ -169,9 +169,18 @@ void listeners_close(struct t_gen *g)
 		}
 }
 
-void listener_pause(struct t_worker *w, double seconds)
+/* Stops w's listeners of fe, or all of w's listeners when fe is NULL. */
+static void pause_listeners(struct t_worker *w, const struct t_frontend *fe, double seconds)
 {
-	listeners_stop(w, NULL);
+	struct t_listener *l;
+
+	if (fe) {
+		EACH_LISTENER(w->gen, w->id, l)
+			if (l->fe == fe)
+				listener_stop(l);
+	} else {
+		listeners_stop(w, NULL);
+	}
 	w->accept_paused = true;
 	if (seconds == 0 && (T_LOAD(&w->active) == 0 || w->rt->nworkers > 1))
 		seconds = MAXCONN_RETRY;        /* the slot may free on another worker */
@@ -180,6 +189,11 @@ void listener_pause(struct t_worker *w, double seconds)
 		ev_timer_set(&w->accept_timer, seconds, 0.);
 		ev_timer_start(w->loop, &w->accept_timer);
 	}
+}
+
+void listener_pause(struct t_worker *w, double seconds)
+{
+	pause_listeners(w, NULL, seconds);
 }
 
 static void accept_cb(struct poll_item *it, uint32_t events)
@@ -194,9 +208,12 @@ static void accept_cb(struct poll_item *it, uint32_t events)
 		socklen_t len = sizeof(ss);
 		int fd;
 
-		if (T_LOAD(&rt->active) >= fe->gen->cfg->global.maxconn ||
-		    (fe->cfg.maxconn && T_LOAD(&fe->active) >= fe->cfg.maxconn)) {
+		if (T_LOAD(&rt->active) >= fe->gen->cfg->global.maxconn) {
 			listener_pause(w, 0);       /* resumed when a connection closes */
+			return;
+		}
+		if (fe->cfg.maxconn && T_LOAD(&fe->active) >= fe->cfg.maxconn) {
+			pause_listeners(w, fe, 0);  /* this frontend only: the others go on */
 			return;
 		}
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -4,7 +4,8 @@
  * accept4() runs in a bounded batch per readiness event.  When the process
  * runs out of descriptors (EMFILE/ENFILE) or memory, accepting pauses for
  * ACCEPT_PAUSE seconds instead of spinning on a listener that stays
- * readable; it also pauses at global or frontend maxconn and resumes when a
+ * readable; it also pauses at global maxconn (every listener of the worker)
+ * or a frontend's maxconn (that frontend's listeners) and resumes when a
  * connection closes.
  */
 #ifndef TETHER_LISTENER_H

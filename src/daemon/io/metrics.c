@@ -44,6 +44,7 @@ struct metric {
 	uint64_t (*fe)(const struct t_frontend *f);
 	uint64_t (*be)(const struct t_backend *b);
 	uint64_t (*srv)(const struct t_server *s);
+	double scale;                   /* backend scope: printed as value * scale when set (ms -> s) */
 };
 
 static double g_active(const struct t_worker *w) { return T_LOAD(&w->rt->active); }
@@ -56,6 +57,14 @@ static uint64_t f_active(const struct t_frontend *f) { return T_LOAD(&f->active)
 static uint64_t f_proxy_err(const struct t_frontend *f) { return T_LOAD(&f->proxy_errors_total); }
 static uint64_t b_retries(const struct t_backend *b) { return T_LOAD(&b->retries_total); }
 static uint64_t b_noserver(const struct t_backend *b) { return T_LOAD(&b->no_server_total); }
+static double g_local_err(const struct t_worker *w) { return (double)T_LOAD(&w->rt->local_errors_total); }
+static uint64_t b_qlen(const struct t_backend *b) { return T_LOAD(&b->queue_length); }
+static uint64_t b_queued(const struct t_backend *b) { return T_LOAD(&b->queued_total); }
+static uint64_t b_qdisp(const struct t_backend *b) { return T_LOAD(&b->queue_dispatched_total); }
+static uint64_t b_qwait(const struct t_backend *b) { return T_LOAD(&b->queue_wait_ms_total); }
+static uint64_t b_qtimeout(const struct t_backend *b) { return T_LOAD(&b->queue_timeouts_total); }
+static uint64_t b_qfull(const struct t_backend *b) { return T_LOAD(&b->queue_full_total); }
+static uint64_t b_reqtimeout(const struct t_backend *b) { return T_LOAD(&b->request_timeouts_total); }
 static uint64_t s_up(const struct t_server *s) { return s->lb.up; }
 static uint64_t s_weight(const struct t_server *s) { return s->lb.weight; }
 static uint64_t s_active(const struct t_server *s) { return s->lb.active; }
@@ -76,6 +85,9 @@ static const struct metric metrics[] = {
 	{ "tether_reload_failures_total", "counter", "Reloads refused because the new file was invalid.", SC_GLOBAL,
 	  .global = g_reload_fail },
 	{ "tether_uptime_seconds", "gauge", "Seconds since tether started.", SC_GLOBAL, .global = g_uptime },
+	{ "tether_local_errors_total", "counter",
+	  "Sockets and connects (proxied or health checks) that failed for a local shortage: EMFILE, ENFILE, "
+	  "ENOBUFS, ENOMEM, EADDRNOTAVAIL.", SC_GLOBAL, .global = g_local_err },
 	{ "tether_frontend_connections_total", "counter", "Client connections accepted.", SC_FRONTEND, .fe = f_total },
 	{ "tether_frontend_active_connections", "gauge", "Client connections open now.", SC_FRONTEND, .fe = f_active },
 	{ "tether_frontend_proxy_errors_total", "counter",
@@ -84,6 +96,22 @@ static const struct metric metrics[] = {
 	  .be = b_retries },
 	{ "tether_backend_no_server_total", "counter", "Client connections closed because no server was usable.",
 	  SC_BACKEND, .be = b_noserver },
+	{ "tether_backend_queue_length", "gauge", "Client connections waiting now for a server below its maxconn.",
+	  SC_BACKEND, .be = b_qlen },
+	{ "tether_backend_queued_total", "counter", "Client connections that had to wait in the queue.", SC_BACKEND,
+	  .be = b_queued },
+	{ "tether_backend_queue_dispatched_total", "counter", "Queued connections that then got a server.", SC_BACKEND,
+	  .be = b_qdisp },
+	{ "tether_backend_queue_wait_seconds_total", "counter",
+	  "Time the dispatched connections waited in the queue, in all (divide by queue_dispatched_total).",
+	  SC_BACKEND, .be = b_qwait, .scale = 0.001 },
+	{ "tether_backend_queue_timeouts_total", "counter", "Queued connections closed after queue.timeout.",
+	  SC_BACKEND, .be = b_qtimeout },
+	{ "tether_backend_queue_full_total", "counter", "Connections closed at once because the queue held queue.max.",
+	  SC_BACKEND, .be = b_qfull },
+	{ "tether_backend_request_timeouts_total", "counter",
+	  "Cookie mode: connections closed without a complete request head within timeouts.http_request.", SC_BACKEND,
+	  .be = b_reqtimeout },
 	{ "tether_server_up", "gauge", "1 when the server is UP by health checks, 0 when DOWN.", SC_SERVER, .srv = s_up },
 	{ "tether_server_draining", "gauge", "1 while the server is drained by the runtime API.", SC_SERVER,
 	  .srv = s_drain },
@@ -128,8 +156,12 @@ static void prometheus(struct t_metrics *ms, struct sbuf *o)
 			break;
 		case SC_BACKEND:
 			for (struct t_backend *be = g->backends; be; be = be->next)
-				sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
-				          (unsigned long long)mt->be(be));
+				if (mt->scale)
+					sb_printf(o, "%s{backend=\"%s\"} %.17g\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+					          (double)mt->be(be) * mt->scale);
+				else
+					sb_printf(o, "%s{backend=\"%s\"} %llu\n", mt->name, esc(be->cfg.name, a, sizeof(a)),
+					          (unsigned long long)mt->be(be));
 			break;
 		case SC_SERVER:     /* servers' lb state under their backend's lock (workers change it) */
 			for (struct t_backend *be = g->backends; be; be = be->next) {
@@ -183,9 +215,13 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 		for (struct t_backend *be = g->backends; be; be = be->next) {
 			bool sfirst = true;
 
-			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu,\"no_server_total\":%llu,"
-			          "\"servers\":[", first ? "" : ",", be->cfg.name, be->pool.algo->name,
-			          (unsigned long long)T_LOAD(&be->retries_total), (unsigned long long)T_LOAD(&be->no_server_total));
+			sb_printf(o, "%s{\"name\":\"%s\",\"balance\":\"%s\",\"retries_total\":%llu", first ? "" : ",",
+			          be->cfg.name, be->pool.algo->name, (unsigned long long)T_LOAD(&be->retries_total));
+			for (size_t m = 0; m < NMETRICS; m++)      /* no_server_total, queue_length, ... */
+				if (metrics[m].scope == SC_BACKEND && !metrics[m].scale &&
+				    strncmp(metrics[m].name, "tether_backend_", 15) == 0)
+					sb_printf(o, ",\"%s\":%llu", metrics[m].name + 15, (unsigned long long)metrics[m].be(be));
+			sb_printf(o, ",\"queue_wait_seconds_total\":%.3f,\"servers\":[", (double)b_qwait(be) / 1000.0);
 			first = false;
 			rt_backend_lock(be);
 			for (int i = 0; i < be->pool.nservers; i++) {
@@ -217,51 +253,76 @@ static void json(struct t_metrics *mt, struct sbuf *o)
 	sb_printf(o, "}\n");
 }
 
-/* One HTTP/1.x request per connection: GET /metrics or GET /stats. */
-static size_t handle(void *arg, const char *in, size_t len, struct sbuf *out, bool *close_after)
+/*
+ * One HTTP/1.x request per connection: GET (or HEAD: the same headers, no
+ * body, as nginx) of /metrics, /stats or / (the dashboard).  Another
+ * method gets 405 with Allow, another path 404.
+ */
+static size_t handle(struct ctl_server *cs, const char *in, size_t len, struct sbuf *out, bool *close_after)
 {
-	struct t_metrics *m = arg;
-	const char *end = memmem(in, len, "\r\n\r\n", 4);
+	struct t_metrics *m = cs->arg;
+	const char *end = memmem(in, len, "\r\n\r\n", 4), *sp, *target, *tend;
 	struct sbuf body = { 0 };
-	const char *type = "text/plain; version=0.0.4; charset=utf-8";
+	const char *type = "text/plain; version=0.0.4; charset=utf-8", *extra = "";
+	const void *text;
+	size_t text_len;
+	bool head = false, dash = false;
 	int status = 200;
 
 	if (!end)
 		end = memmem(in, len, "\n\n", 2);
 	if (!end)
 		return 0;
-	if (len >= 13 && strncmp(in, "GET /metrics ", 13) == 0) {
+	*close_after = true;
+	sp = memchr(in, ' ', (size_t)(end - in));
+	target = sp ? sp + 1 : end;
+	tend = memchr(target, ' ', (size_t)(end - target));
+	if (!tend)
+		tend = target;
+	if (sp && (size_t)(sp - in) == 4 && memcmp(in, "HEAD", 4) == 0)
+		head = true;
+	else if (!(sp && (size_t)(sp - in) == 3 && memcmp(in, "GET", 3) == 0))
+		status = 405;
+#define IS(p) ((size_t)(tend - target) == strlen(p) && memcmp(target, p, strlen(p)) == 0)
+	if (status == 405) {
+		sb_printf(&body, "method not allowed: GET or HEAD\n");
+		type = "text/plain";
+		extra = "Allow: GET, HEAD\r\n";
+	} else if (IS("/metrics")) {
 		prometheus(m, &body);
-	} else if (len >= 11 && strncmp(in, "GET /stats ", 11) == 0) {
+	} else if (IS("/stats")) {
 		json(m, &body);
 		type = "application/json";
-	} else if (len >= 6 && strncmp(in, "GET / ", 6) == 0) {
-		sb_printf(out, "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-		          "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s", dashboard_html_len,
-		          (const char *)dashboard_html);
-		*close_after = true;
-		return len;
+	} else if (IS("/")) {
+		type = "text/html; charset=utf-8";
+		extra = "Cache-Control: no-store\r\n";
+		dash = true;
 	} else {
 		status = 404;
 		sb_printf(&body, "not found: try / (the dashboard), /metrics or /stats\n");
 		type = "text/plain";
 	}
-	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	          status, status == 200 ? "OK" : "Not Found", type, body.len);
-	if (body.len)
-		sb_printf(out, "%.*s", (int)body.len, body.s);
+#undef IS
+	text = dash ? (const void *)dashboard_html : body.s;
+	text_len = dash ? dashboard_html_len : body.len;
+	sb_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+	          status, status == 200 ? "OK" : status == 405 ? "Method Not Allowed" : "Not Found", type, text_len,
+	          extra);
+	if (!head && text_len)
+		sb_printf(out, "%.*s", (int)text_len, (const char *)text);
 	sb_free(&body);
-	*close_after = true;
 	return len;
 }
 
-int metrics_start(struct t_metrics *m, struct t_worker *w, const struct cfg_addr *a, char **err)
+void metrics_serve(struct t_metrics *m, struct t_worker *w, struct ctl_bound *b)
 {
-	int rc = ctl_listen_tcp(&m->cs, w->loop, a, handle, m, err);
+	bool sampling = m->cs.loop != NULL;
 
-	if (rc == 0)
+	ctl_stop(&m->cs);
+	m->cs.idle = CTL_REQUEST;       /* one request per connection: no idle client */
+	ctl_serve(&m->cs, w->loop, b, w->log, handle, m);
+	if (!sampling)
 		history_start(&m->hist, w);
-	return rc;
 }
 
 void metrics_stop(struct t_metrics *m)

@@ -17,8 +17,9 @@ struct t_metrics {
 	const struct t_resolver *res;   /* not owned: DNS entries' counters; NULL: none */
 };
 
-/* Serves w's runtime on the TCP address a.  0, or a negative errno with *err. */
-int metrics_start(struct t_metrics *m, struct t_worker *w, const struct cfg_addr *a, char **err);
+/* Serves w's runtime on b (ctl_bind_tcp; taken over), in place of the
+ * socket served so far if any (a reload); starts sampling the history. */
+void metrics_serve(struct t_metrics *m, struct t_worker *w, struct ctl_bound *b);
 /* Stops serving and sampling; nothing when not started. */
 void metrics_stop(struct t_metrics *m);
 

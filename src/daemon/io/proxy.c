@@ -5,6 +5,9 @@
  *
  *   ST_PROXY (accept_proxy: reading the client's PROXY header, proxy_pp.c)
  *     -> ST_HEAD (cookie mode: reading the request head, proxy_http.c)
+ *     -> ST_QUEUED (every server it could use is at its maxconn: waiting in
+ *          the backend's queue until a slot frees for it, on any thread,
+ *          which wakes its worker through w->qwake)
  *     -> ST_CONNECTING (lb_attempt chose a server; connect in progress)
  *          -- failed: rt_attempt_failed, lb_attempt again or give up
  *     -> ST_RELAY (both directions until both ended, a reset or a timeout)
@@ -35,6 +38,7 @@ const char *t_end_name(enum t_end e)
 		[END_SHUTDOWN] = "shutdown", [END_SERVER_DOWN] = "server-down",
 		[END_HEAD_TIMEOUT] = "request-timeout", [END_ERROR] = "error",
 		[END_PROXY_INVALID] = "proxy-invalid", [END_PROXY_TIMEOUT] = "proxy-timeout",
+		[END_QUEUE_TIMEOUT] = "queue-timeout", [END_QUEUE_FULL] = "queue-full",
 	};
 	return names[e];
 }
@@ -83,6 +87,27 @@ static void client_text(const struct conn *cn, char *out, size_t cap)
 	addr_format(&ss, out, cap);
 }
 
+static void unlink_queued(struct conn *cn)
+{
+	struct t_worker *w = cn->w;
+
+	if (cn->qprev)
+		cn->qprev->qnext = cn->qnext;
+	else
+		w->queued = cn->qnext;
+	if (cn->qnext)
+		cn->qnext->qprev = cn->qprev;
+	cn->qprev = cn->qnext = NULL;
+}
+
+/* Out of w->queued and the backend's queue: the server a slot freed for
+ * cn meanwhile (counted on it), or NULL. */
+static struct t_server *queue_leave(struct conn *cn)
+{
+	unlink_queued(cn);
+	return rt_queue_take(cn->be, &cn->qw, true);
+}
+
 /* Closes both sides, logs, and queues cn to be freed after the batch.  A
  * second call does nothing. */
 void conn_close(struct conn *cn, enum t_end why, bool reset)
@@ -94,6 +119,8 @@ void conn_close(struct conn *cn, enum t_end why, bool reset)
 	if (cn->closed)
 		return;
 	cn->closed = true;
+	if (cn->state == ST_QUEUED)
+		cn->srv = queue_leave(cn);      /* a slot given meanwhile is released below */
 	ev_timer_stop(w->loop, &cn->timer);
 	side_close(&cn->c, reset);
 	side_close(&cn->s, reset);
@@ -142,6 +169,45 @@ static void connect_failed(struct conn *cn, const char *why)
 	connect_start(cn);
 }
 
+/* No server for cn for now: closed, with a 503 in cookie mode (the request
+ * head is read: the client waits for an HTTP answer). */
+static void refuse(struct conn *cn, enum t_end why)
+{
+	if (cn->head)
+		http_answer(cn, "503 Service Unavailable");
+	conn_close(cn, why, false);
+}
+
+static void connect_to(struct conn *cn, struct t_server *s);
+
+/* cn leaves the queue with the server a slot freed for it. */
+static void dequeued(struct conn *cn, struct t_server *s)
+{
+	struct t_backend *be = cn->be;
+
+	T_ADD(&be->queue_dispatched_total, 1);
+	T_ADD(&be->queue_wait_ms_total, (uint64_t)((ev_now(cn->w->loop) - cn->qstart) * 1000.0));
+	connect_to(cn, s);
+}
+
+void proxy_dispatch(struct t_worker *w)
+{
+	struct conn *cn = w->queued, *next;
+
+	for (; cn; cn = next) {
+		struct t_server *s;
+
+		next = cn->qnext;
+		if (!rt_waiter_given(&cn->qw))
+			continue;               /* still waiting: no lock taken */
+		s = rt_queue_take(cn->be, &cn->qw, false);
+		if (s) {
+			unlink_queued(cn);      /* it left the backend's queue when given s */
+			dequeued(cn, s);
+		}
+	}
+}
+
 /* Deadline check; re-arms the timer for the earliest next deadline. */
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -160,12 +226,33 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		next = cn->start + cn->fe->cfg.proxy_timeout_ms / 1000.0;
 		break;
 	case ST_HEAD:
-		/* no complete head in time: route what we have by fallback */
+		/* no complete head in time: 408, and no server is bothered with
+		 * it.  A client that sent nothing at all (a browser's
+		 * pre-connect, a port scan) is closed without an answer, as
+		 * nginx does and HAProxy with http-ignore-probes: a browser may
+		 * read a 408 as the answer to the request it sends next. */
 		if (now - cn->start >= to->http_request_ms / 1000.0) {
-			route_head(cn);
+			T_ADD(&cn->be->request_timeouts_total, 1);
+			if (cn->head_len)
+				http_answer(cn, "408 Request Timeout");
+			conn_close(cn, END_HEAD_TIMEOUT, false);
 			return;
 		}
 		next = cn->start + to->http_request_ms / 1000.0;
+		break;
+	case ST_QUEUED:
+		if (now - cn->qstart >= cn->be->cfg.queue.timeout_ms / 1000.0) {
+			struct t_server *s = queue_leave(cn);
+
+			if (s) {                /* given a slot just now */
+				dequeued(cn, s);
+				return;
+			}
+			T_ADD(&cn->be->queue_timeouts_total, 1);
+			refuse(cn, END_QUEUE_TIMEOUT);
+			return;
+		}
+		next = cn->qstart + cn->be->cfg.queue.timeout_ms / 1000.0;
 		break;
 	case ST_CONNECTING:
 		if (now - cn->connect_start >= to->connect_ms / 1000.0) {
@@ -244,20 +331,62 @@ static void server_writable(struct conn *cn, uint32_t events)
 		connected(cn);
 }
 
+/* Every server cn could use is at its maxconn: it waits, its client
+ * unread, until a slot frees for it (proxy_dispatch) or queue.timeout. */
+static void queue_wait(struct conn *cn)
+{
+	struct t_worker *w = cn->w;
+
+	cn->state = ST_QUEUED;
+	cn->qstart = ev_now(w->loop);
+	cn->qprev = NULL;
+	cn->qnext = w->queued;
+	if (w->queued)
+		w->queued->qprev = cn;
+	w->queued = cn;
+	arm_timer(cn, cn->be->cfg.queue.timeout_ms / 1000.0);
+}
+
+/* A slot freed for some of the worker's queued connections (called under
+ * a backend's lock, on any thread): wake the worker. */
+static void queue_ready(struct rt_waiter *qw)
+{
+	struct conn *cn = container_of(qw, struct conn, qw);
+
+	ev_async_send(cn->w->loop, &cn->w->qwake);
+}
+
 void connect_start(struct conn *cn)
 {
 	struct t_worker *w = cn->w;
 	struct t_backend *be = cn->be;
 	struct t_server *s;
-	int fd;
+	enum rt_wait why;
 
-	s = rt_attempt(be, &cn->key, now_ms(w->loop), &w->rng);
-	if (!s) {
+	s = rt_attempt(be, &cn->key, now_ms(w->loop), &w->rng, &cn->qw, &why);
+	if (s) {
+		connect_to(cn, s);
+		return;
+	}
+	if (why == RT_QUEUED) {
+		queue_wait(cn);
+	} else if (why == RT_QUEUE_FULL) {
+		T_ADD(&be->queue_full_total, 1);
+		refuse(cn, END_QUEUE_FULL);
+	} else {
 		if (cn->key.ntried == 0)
 			T_ADD(&be->no_server_total, 1);
 		conn_close(cn, cn->key.ntried == 0 ? END_NO_SERVER : END_CONNECT_FAILED, false);
-		return;
 	}
+}
+
+/* Connects cn to s (its attempt is counted on s). */
+static void connect_to(struct conn *cn, struct t_server *s)
+{
+	struct t_worker *w = cn->w;
+	struct t_backend *be = cn->be;
+	int fd, err;
+
 	if (cn->key.ntried > 1)
 		T_ADD(&be->retries_total, 1);
 	T_ADD(&s->connections_total, 1);
@@ -266,23 +395,33 @@ void connect_start(struct conn *cn)
 	cn->connect_start = ev_now(w->loop);
 	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		log_printf(w->log, "socket: %s", strerror(errno));
-		cn->srv = NULL;
-		srv_conn_end(s);
-		conn_close(cn, END_ERROR, false);
+		err = errno;
+		if (rt_errno_local(err))
+			rt_local_error(w->rt, "socket() for a connection", err);
+		else
+			log_printf(w->log, "socket: %s", strerror(err));
+		conn_close(cn, END_ERROR, false);       /* not the server's failure: releases it (srv_conn_end) */
 		return;
 	}
 	cn->s.fd = fd;
 	if (connect(fd, (const struct sockaddr *)&s->addr.ss, s->addr.len) == 0) {
+		rt_local_ok(w->rt);
 		connected(cn);
 		return;
 	}
-	if (errno == EINPROGRESS) {
+	err = errno;
+	if (err == EINPROGRESS) {
+		rt_local_ok(w->rt);
 		if (io_start(cn, &cn->s, IO_W))
 			arm_timer(cn, be->cfg.timeouts.connect_ms / 1000.0);
 		return;
 	}
-	connect_failed(cn, strerror(errno));    /* refused at once (e.g. unreachable) */
+	if (rt_errno_local(err)) {             /* no local port or buffer: not the server's failure */
+		rt_local_error(w->rt, "connect() for a connection", err);
+		conn_close(cn, END_ERROR, false);
+		return;
+	}
+	connect_failed(cn, strerror(err));     /* refused at once (e.g. unreachable) */
 }
 
 /* One epoll event of a connection's side (the poller's callback). */
@@ -331,6 +470,8 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 	cn->c.client = true;
 	cn->c.it.fn = cn->s.it.fn = side_event;
 	cn->s.fd = -1;
+	cn->qw.key = &cn->key;
+	cn->qw.ready = queue_ready;
 	cn->start = ev_now(w->loop);
 	key_set_addr(&cn->key, ss, &cn->port);
 	ev_init(&cn->timer, timer_cb);

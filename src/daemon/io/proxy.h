@@ -23,6 +23,7 @@ enum t_end {
 	END_CLIENT_CLOSED = 0, END_SERVER_CLOSED, END_CLIENT_TIMEOUT, END_SERVER_TIMEOUT,
 	END_CONNECT_FAILED, END_NO_SERVER, END_CLIENT_RESET, END_SERVER_RESET,
 	END_SHUTDOWN, END_SERVER_DOWN, END_HEAD_TIMEOUT, END_ERROR, END_PROXY_INVALID, END_PROXY_TIMEOUT,
+	END_QUEUE_TIMEOUT, END_QUEUE_FULL,
 };
 const char *t_end_name(enum t_end e);
 
@@ -32,6 +33,8 @@ void proxy_accept(struct t_worker *w, struct t_frontend *fe, int fd, const struc
 void proxy_close_all(struct t_worker *w, enum t_end why);
 /* Closes w's established connections to server `id` of be (on_down = "close"). */
 void proxy_close_server(struct t_worker *w, const struct t_backend *be, uint32_t id);
+/* Slots freed for some of w's queued connections (its qwake): they connect. */
+void proxy_dispatch(struct t_worker *w);
 /* Frees the connections closed since the last call (the poller's `after`). */
 void proxy_reap(void *worker);
 

@@ -7,6 +7,7 @@
  * is src/http's, pure and tested against a guard page.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +15,7 @@
 #include "proxy_int.h"
 
 /*
- * The head is complete, over the limit, timed out, or not HTTP.  A
+ * The head is complete, over the limit, cut by the client's FIN, or not HTTP.  A
  * complete HTTP/1.x head routes by its cookie (and gets a Set-Cookie when
  * it lands elsewhere); anything else routes by fallback and passes through
  * untouched.
@@ -76,6 +77,24 @@ void head_read(struct conn *cn)
 		if (!cn->c.rd_ready)
 			return;
 	}
+}
+
+void http_answer(struct conn *cn, const char *status)
+{
+	char msg[128];
+	int n = snprintf(msg, sizeof(msg), "HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status);
+	ssize_t k;
+
+	/* what the client sent since (a bounded amount): read, so that the
+	 * close sends a FIN - unread bytes make it a reset, which may destroy
+	 * the answer in the client's buffer before it reads it */
+	for (int i = 0; i < 4; i++)
+		if (recv(cn->c.fd, cn->w->scratch, cn->w->scratch_size, MSG_DONTWAIT) <= 0)
+			break;
+	k = send(cn->c.fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (k > 0)
+		cn->bytes_out += (uint64_t)k;
+	shutdown(cn->c.fd, SHUT_WR);
 }
 
 bool head_forward(struct conn *cn)

@@ -22,7 +22,7 @@
 #define IO_R 1
 #define IO_W 2
 
-enum conn_state { ST_PROXY, ST_HEAD, ST_CONNECTING, ST_RELAY };
+enum conn_state { ST_PROXY, ST_HEAD, ST_QUEUED, ST_CONNECTING, ST_RELAY };
 
 /* Bytes waiting to be written to one side. */
 struct pbuf {
@@ -52,6 +52,9 @@ struct conn {
 	struct t_backend *be;       /* of the same generation */
 	struct t_server *srv;       /* current attempt, then the server; NULL before */
 	struct conn *prev, *next;   /* worker.conns; once closed, next links worker.dead */
+	struct conn *qprev, *qnext; /* worker.queued, while ST_QUEUED */
+	struct rt_waiter qw;        /* in the backend's queue, while ST_QUEUED */
+	ev_tstamp qstart;           /* when it joined the queue */
 	bool closed;
 	ev_tstamp start, connect_start;
 	uint64_t bytes_in, bytes_out;
@@ -72,7 +75,8 @@ struct conn {
 
 /* proxy.c */
 void conn_close(struct conn *cn, enum t_end why, bool reset);
-/* Picks a server (first attempt or a retry) and starts connecting. */
+/* Picks a server (first attempt or a retry) and starts connecting; or
+ * queues cn when every server it could use is full; or closes it. */
 void connect_start(struct conn *cn);
 void arm_timer(struct conn *cn, double seconds);
 
@@ -110,11 +114,15 @@ bool pp_send(struct conn *cn);
 /* proxy_http.c (cookie mode) */
 /* The client sent (more of) its request head. */
 void head_read(struct conn *cn);
-/* The head is complete, too long, timed out or not HTTP: route it. */
+/* The head is complete, too long, cut by the client's FIN or not HTTP: route it. */
 void route_head(struct conn *cn);
 /* Server -> client bytes while the Set-Cookie header is still to insert.
  * False when cn was closed. */
 bool send_injecting(struct conn *cn, const char *buf, size_t n);
+/* Cookie mode: answers the client "HTTP/1.1 <status>" (no body,
+ * Connection: close) before the caller closes, having read what the client
+ * sent meanwhile so that the close is a FIN, not a reset. */
+void http_answer(struct conn *cn, const char *status);
 /* The connect succeeded in cookie mode: forwards the head, decides whether
  * the answer carries a cookie.  False when cn was closed. */
 bool head_forward(struct conn *cn);

@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 
 #include "check.h"
-#include "resolve.h"
+#include "resolve_int.h"
 #include "tether/err.h"
 
 #define DNS_TIMEOUT_MS 1000     /* per try; with DNS_TRIES, a dead server fails a round in ~2 s */
@@ -37,41 +37,6 @@
 #define T_AAAA 28               /* RFC 3596 */
 #define T_SRV 33                /* RFC 2782 */
 #define C_IN 1
-
-/* One address found: the server it makes. */
-struct dns_found {
-	char name[LB_NAME_MAX];         /* ENTRY-ADDRESS-PORT */
-	char addr[64];                  /* "10.1.2.3:8080" or "[fd00::1]:8080" */
-};
-
-struct dns_set {
-	struct dns_found *v;
-	int n, cap;
-};
-
-struct t_dns_io {
-	ev_io io;
-	struct t_resolver *r;
-	struct t_dns_io *next;
-};
-
-struct t_dns_entry {
-	struct t_resolver *r;           /* owner */
-	char backend[LB_NAME_MAX];
-	struct cfg_server cfg;          /* the entry as the file has it */
-	ev_timer timer;
-	unsigned pending;               /* queries of the round in flight */
-	bool dead;                      /* gone from the file: freed when pending is 0 */
-	bool round_failed;
-	bool cancelled;                 /* the channel went away under the round: it does not count */
-	bool failing;                   /* the last round failed (logged once per outage) */
-	char error[96];                 /* why the last round failed */
-	struct dns_set found;           /* collected by the round in flight */
-	struct dns_set good;            /* the last good answer, applied */
-	struct dns_set retiring;        /* drained because they left the answer; deleted once idle */
-	uint64_t resolutions_total, failures_total;
-	struct t_dns_entry *next;
-};
 
 /* A query's argument. */
 struct dns_query {
@@ -84,174 +49,13 @@ struct dns_query {
 static const char *const type_names[] = { [CFG_RESOLVE_A] = "A", [CFG_RESOLVE_AAAA] = "AAAA",
 	                                  [CFG_RESOLVE_SRV] = "SRV" };
 
-/* --- sets --- */
-
-static void set_free(struct dns_set *s)
-{
-	free(s->v);
-	memset(s, 0, sizeof(*s));
-}
-
-static bool set_has(const struct dns_set *s, const char *name)
-{
-	for (int i = 0; i < s->n; i++)
-		if (strcmp(s->v[i].name, name) == 0)
-			return true;
-	return false;
-}
-
-static void set_remove(struct dns_set *s, int i)
-{
-	s->v[i] = s->v[--s->n];
-}
-
-static bool set_add(struct dns_set *s, const struct dns_found *f)
-{
-	if (set_has(s, f->name))
-		return true;
-	if (s->n == s->cap) {
-		int cap = s->cap ? s->cap * 2 : 8;
-		struct dns_found *v = realloc(s->v, (size_t)cap * sizeof(*v));
-
-		if (!v)
-			return false;
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = *f;
-	return true;
-}
-
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(((const struct dns_found *)a)->name, ((const struct dns_found *)b)->name);
-}
-
-/* The server an address makes: "pods-10.1.2.3-8080", "pods-fd00__1-8080"
- * (':' is not a name character).  The entry's name is at most
- * CFG_RESOLVE_NAME_MAX characters, so the longest IPv6 address fits. */
-static void found_of(struct dns_found *f, const char *entry, int af, const void *ip, uint16_t port)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	inet_ntop(af, ip, host, sizeof(host));
-	snprintf(f->addr, sizeof(f->addr), af == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
-	for (char *p = host; *p; p++)
-		if (*p == ':')
-			*p = '_';
-	snprintf(f->name, sizeof(f->name), "%s-%s-%u", entry, host, port);
-}
-
-/* --- applying an answer through the runtime API's operations --- */
-
-static struct t_backend *backend_of(const struct t_dns_entry *e)
-{
-	return rt_backend_find(e->r->w->rt, e->backend);
-}
-
-/* The live (not deleted) server `name` of e's backend, or NULL. */
-static struct t_server *server_of(const struct t_dns_entry *e, const char *name)
-{
-	return rt_server_lookup(e->r->w->rt, e->backend, name, NULL);
-}
-
-/* A server's lb state is its backend's lock's (the workers change it). */
-static enum lb_admin admin_of(struct t_server *s, unsigned *active)
-{
-	enum lb_admin a;
-
-	rt_backend_lock(s->be);
-	a = s->lb.admin;
-	if (active)
-		*active = s->lb.active;
-	rt_backend_unlock(s->be);
-	return a;
-}
-
-/* Deletes the retiring servers that have no connection left. */
-static void reap(struct t_dns_entry *e)
-{
-	struct t_runtime *rt = e->r->w->rt;
-
-	for (int i = 0; i < e->retiring.n;) {
-		struct t_server *s = server_of(e, e->retiring.v[i].name);
-		unsigned active = 0;
-		char *err = NULL;
-
-		if (s && (admin_of(s, &active), active > 0)) {
-			i++;
-			continue;
-		}
-		if (s) {
-			check_stop(s);
-			if (rt_server_del(rt, s, &err) < 0)
-				log_printf(rt->log, "dns: %s/%s: cannot delete %s: %s", e->backend, e->cfg.name,
-				           e->retiring.v[i].name, err ? err : "?");
-			free(err);
-		}
-		set_remove(&e->retiring, i);
-	}
-}
-
-static void apply(struct t_dns_entry *e, struct dns_set *next)
-{
-	struct t_runtime *rt = e->r->w->rt;
-	struct t_backend *be = backend_of(e);
-
-	if (!be)
-		return;
-	for (int i = 0; i < next->n; i++) {
-		const struct dns_found *f = &next->v[i];
-		struct t_server *s = server_of(e, f->name);
-		char *err = NULL;
-
-		for (int k = 0; k < e->retiring.n; k++)
-			if (strcmp(e->retiring.v[k].name, f->name) == 0) {
-				set_remove(&e->retiring, k);    /* back in the answer: back in service */
-				if (s && admin_of(s, NULL) == LB_ADMIN_DRAIN)
-					rt_server_set_admin(rt, s, LB_ADMIN_READY);
-				break;
-			}
-		if (s)
-			continue;
-		if (rt_server_add(rt, e->backend, f->name, f->addr, e->cfg.weight, &s, &err) == 0) {
-			rt_backend_lock(s->be);
-			s->lb.maxconn = e->cfg.maxconn;
-			s->lb.backup = e->cfg.backup;
-			rt_backend_unlock(s->be);
-			check_start(e->r->w, s);
-		} else {
-			log_printf(rt->log, "dns: %s/%s: cannot add %s %s: %s", e->backend, e->cfg.name, f->name, f->addr,
-			           err ? err : "?");
-		}
-		free(err);
-	}
-	for (int i = 0; i < e->good.n; i++) {
-		const struct dns_found *f = &e->good.v[i];
-		struct t_server *s;
-
-		if (set_has(next, f->name) || set_has(&e->retiring, f->name))
-			continue;
-		s = server_of(e, f->name);
-		if (!s)
-			continue;       /* deleted by an operator */
-		if (admin_of(s, NULL) == LB_ADMIN_READY)
-			rt_server_set_admin(rt, s, LB_ADMIN_DRAIN);
-		set_add(&e->retiring, f);
-	}
-	set_free(&e->good);
-	e->good = *next;
-	memset(next, 0, sizeof(*next));
-	reap(e);
-}
-
 /* --- rounds --- */
 
 static void entry_free(struct t_dns_entry *e)
 {
-	set_free(&e->found);
-	set_free(&e->good);
-	set_free(&e->retiring);
+	dns_set_free(&e->found);
+	dns_set_free(&e->good);
+	dns_set_free(&e->retiring);
 	free(e);
 }
 
@@ -265,7 +69,7 @@ static void round_end(struct t_dns_entry *e)
 	}
 	if (e->r->stopping || e->cancelled) {
 		e->cancelled = false;
-		set_free(&e->found);
+		dns_set_free(&e->found);
 		return;
 	}
 	if (!e->round_failed && e->found.n == 0) {
@@ -278,8 +82,8 @@ static void round_end(struct t_dns_entry *e)
 			log_printf(log, "dns: %s/%s: %s %s: %s; keeping the last %d servers", e->backend, e->cfg.name,
 			           type_names[e->cfg.resolve], e->cfg.host, e->error, e->good.n);
 		e->failing = true;
-		set_free(&e->found);
-		reap(e);
+		dns_set_free(&e->found);
+		dns_reap(e);
 		return;
 	}
 	if (e->failing)
@@ -287,10 +91,10 @@ static void round_end(struct t_dns_entry *e)
 		           e->cfg.host);
 	e->failing = false;
 	e->resolutions_total++;
-	qsort(e->found.v, (size_t)e->found.n, sizeof(*e->found.v), by_name);
+	qsort(e->found.v, (size_t)e->found.n, sizeof(*e->found.v), dns_by_name);
 	if (e->found.n > (int)e->cfg.max)
 		e->found.n = (int)e->cfg.max;
-	apply(e, &e->found);
+	dns_apply(e, &e->found);
 }
 
 static void schedule_timeout(struct t_resolver *r);
@@ -316,8 +120,8 @@ static void addresses(struct t_dns_entry *e, int type, uint16_t port, const unsi
 			return;
 		}
 		for (int i = 0; i < n; i++) {
-			found_of(&f, e->cfg.name, AF_INET, &a[i].ipaddr, port);
-			if (!set_add(&e->found, &f))
+			dns_found_of(&f, e->cfg.name, AF_INET, &a[i].ipaddr, port);
+			if (!dns_set_add(&e->found, &f))
 				{
 			fail(e, ARES_ENOMEM);
 			return;
@@ -332,8 +136,8 @@ static void addresses(struct t_dns_entry *e, int type, uint16_t port, const unsi
 			return;
 		}
 		for (int i = 0; i < n; i++) {
-			found_of(&f, e->cfg.name, AF_INET6, &a[i].ip6addr, port);
-			if (!set_add(&e->found, &f))
+			dns_found_of(&f, e->cfg.name, AF_INET6, &a[i].ip6addr, port);
+			if (!dns_set_add(&e->found, &f))
 				{
 			fail(e, ARES_ENOMEM);
 			return;
@@ -404,11 +208,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	struct t_dns_entry *e = container_of(t, struct t_dns_entry, timer);
 	int type = e->cfg.resolve == CFG_RESOLVE_A ? T_A : e->cfg.resolve == CFG_RESOLVE_AAAA ? T_AAAA : T_SRV;
 
-	reap(e);
+	dns_reap(e);
 	if (e->pending || !e->r->ready)
 		return;
 	e->round_failed = false;
-	set_free(&e->found);
+	dns_set_free(&e->found);
 	query(e, e->cfg.host, type, e->cfg.port, false);
 	schedule_timeout(e->r);
 }
@@ -569,7 +373,7 @@ static void follow(struct t_resolver *r, struct t_gen *g)
 						break;
 					}
 				first = e->cfg.interval_ms / 1000.0;
-				set_free(&e->retiring);     /* drained ones stayed in the old generation */
+				dns_set_free(&e->retiring);     /* drained ones stayed in the old generation */
 			} else if ((e = calloc(1, sizeof(*e)))) {
 				e->r = r;
 				snprintf(e->backend, sizeof(e->backend), "%s", bc->name);

@@ -43,6 +43,11 @@ static void accept_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	listener_resume(container_of(t, struct t_worker, accept_timer));
 }
 
+static void qwake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	proxy_dispatch(container_of(a, struct t_worker, qwake));
+}
+
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
 	struct t_worker *w = container_of(a, struct t_worker, wake);
@@ -101,6 +106,8 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
 	 * poller, whose watchers do not): a worker's loop ends on ev_break only */
 	ev_async_init(&w->wake, wake_cb);
 	ev_async_start(w->loop, &w->wake);
+	ev_async_init(&w->qwake, qwake_cb);
+	ev_async_start(w->loop, &w->qwake);
 	ev_init(&w->accept_timer, accept_timer_cb);
 	if (id > 0)
 		log_start_timer(w->log, w->loop);
@@ -136,15 +143,19 @@ int worker_start_thread(struct t_worker *w, bool pin_cpu, char **err)
 	if (rc != 0)
 		return tether_err(err, -rc, "cannot start worker %u: %s", w->id, strerror(rc));
 	w->running = true;
-	if (pin_cpu) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(w->id % (unsigned)(ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(w->thread, sizeof(set), &set);
-	}
+	if (pin_cpu)
+		worker_pin(w, w->thread);
 	return 0;
+}
+
+void worker_pin(const struct t_worker *w, pthread_t thread)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(w->id % (unsigned)(ncpu > 0 ? ncpu : 1), &set);
+	pthread_setaffinity_np(thread, sizeof(set), &set);
 }
 
 static void stop_loop(struct t_worker *w, void *arg)
@@ -169,6 +180,7 @@ void worker_fini(struct t_worker *w)
 	proxy_close_all(w, END_SHUTDOWN);
 	proxy_reap(w);
 	ev_timer_stop(w->loop, &w->accept_timer);
+	ev_async_stop(w->loop, &w->qwake);
 	ev_async_stop(w->loop, &w->wake);
 	wake_cb(w->loop, &w->wake, 0);  /* what was posted last: run, so that no waiter waits forever */
 	pthread_mutex_destroy(&w->mq_lock);

@@ -45,6 +45,8 @@ struct t_worker {
 	size_t scratch_size;
 	struct conn *conns;             /* its open connections (drain, on_down) */
 	struct conn *dead;              /* closed, freed after the batch (proxy_reap) */
+	struct conn *queued;            /* those waiting in a backend's queue */
+	ev_async qwake;                 /* a slot freed for one of them (any thread) */
 	unsigned active;                /* its connections (read by others: T_LOAD) */
 	uint64_t accepted;              /* connections accepted (T_ADD) */
 	bool accept_paused;             /* out of fds or at maxconn */
@@ -67,6 +69,8 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
                 char **err);
 /* Starts the thread of a worker > 0 (its loop runs until worker_stop). */
 int worker_start_thread(struct t_worker *w, bool pin_cpu, char **err);
+/* global.cpu_affinity: runs `thread` (w's) on CPU w->id, modulo the CPUs. */
+void worker_pin(const struct t_worker *w, pthread_t thread);
 /* Ends the loop of a worker > 0 and joins its thread (any thread but its own). */
 void worker_stop_thread(struct t_worker *w);
 /* Closes every connection and frees the worker's own state (its thread,

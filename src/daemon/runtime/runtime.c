@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,23 @@ void rt_gen_free(struct t_gen *g)
 	gen_free(g);
 }
 
+/* A backend's counters (T_ADD), carried to the same-named backend of the
+ * next generation (inherit) and handed over by index (hand_over). */
+static const size_t be_counters[] = {
+	offsetof(struct t_backend, retries_total), offsetof(struct t_backend, no_server_total),
+	offsetof(struct t_backend, queued_total), offsetof(struct t_backend, queue_dispatched_total),
+	offsetof(struct t_backend, queue_wait_ms_total), offsetof(struct t_backend, queue_timeouts_total),
+	offsetof(struct t_backend, queue_full_total), offsetof(struct t_backend, request_timeouts_total),
+};
+#define BE_NCOUNTERS (sizeof(be_counters) / sizeof(be_counters[0]))
+_Static_assert(BE_NCOUNTERS == sizeof(((struct t_backend *)0)->handed) / sizeof(uint64_t),
+               "struct t_backend: one handed[] slot per counter");
+
+static uint64_t *be_counter(struct t_backend *be, size_t i)
+{
+	return (uint64_t *)((char *)be + be_counters[i]);
+}
+
 /* Adds what *counter counted since `handed` to *to. */
 static void add_since(uint64_t *to, uint64_t *counter, uint64_t handed)
 {
@@ -108,10 +126,8 @@ static void hand_over(struct t_gen *g, struct t_gen *run)
 			nb = nb->next;
 		if (!nb)
 			continue;
-		if (ob->handed_over) {
-			add_since(&nb->retries_total, &ob->retries_total, ob->handed[0]);
-			add_since(&nb->no_server_total, &ob->no_server_total, ob->handed[1]);
-		}
+		for (size_t i = 0; ob->handed_over && i < BE_NCOUNTERS; i++)
+			add_since(be_counter(nb, i), be_counter(ob, i), ob->handed[i]);
 		pthread_mutex_lock(&nb->lock);          /* its runtime-added servers may go meanwhile */
 		for (int i = 0; i < ob->pool.nservers; i++) {
 			struct t_server *o = ob->pool.servers[i]->data;
@@ -213,15 +229,88 @@ void rt_backend_unlock(struct t_backend *be)
 	pthread_mutex_unlock(&be->lock);
 }
 
-struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng)
+static void queue_unlink(struct t_backend *be, struct rt_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		be->qhead = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		be->qtail = w->prev;
+	w->prev = w->next = NULL;
+	w->queued = false;
+	T_SUB(&be->queue_length, 1);
+}
+
+/*
+ * Slots may have freed (a connection ended, a server came UP, was enabled,
+ * added or weighted): the oldest waiters get them, in order, until one
+ * cannot be served.  Its slot is counted on the server at once, so that
+ * nobody else takes it while its owner wakes.  Called with the lock held;
+ * costs nothing while the queue is empty.
+ */
+static void queue_run(struct t_backend *be)
+{
+	while (be->qhead) {
+		struct rt_waiter *w = be->qhead;
+		int idx = lb_attempt(&be->pool, w->key, w->now_ms, &be->qrng);
+
+		if (idx < 0)
+			return;
+		w->srv = be->pool.servers[idx]->data;
+		__atomic_store_n(&w->given, true, __ATOMIC_RELEASE);
+		queue_unlink(be, w);
+		w->ready(w);
+	}
+}
+
+struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng,
+                            struct rt_waiter *qw, enum rt_wait *why)
 {
 	int idx;
 	struct t_server *s = NULL;
 
+	*why = RT_NO_SERVER;
 	pthread_mutex_lock(&be->lock);
 	idx = lb_attempt(&be->pool, key, now_ms, rng);
-	if (idx >= 0)
+	if (idx >= 0) {
 		s = be->pool.servers[idx]->data;
+	} else if (idx == LB_FULL && qw && be->cfg.queue.max) {
+		if (T_LOAD(&be->queue_length) >= be->cfg.queue.max) {
+			*why = RT_QUEUE_FULL;
+		} else {
+			qw->now_ms = now_ms;
+			qw->srv = NULL;
+			__atomic_store_n(&qw->given, false, __ATOMIC_RELAXED);
+			qw->queued = true;
+			qw->next = NULL;
+			qw->prev = be->qtail;
+			if (be->qtail)
+				be->qtail->next = qw;
+			else
+				be->qhead = qw;
+			be->qtail = qw;
+			T_ADD(&be->queue_length, 1);
+			T_ADD(&be->queued_total, 1);
+			*why = RT_QUEUED;
+		}
+	}
+	pthread_mutex_unlock(&be->lock);
+	return s;
+}
+
+struct t_server *rt_queue_take(struct t_backend *be, struct rt_waiter *qw, bool leave)
+{
+	struct t_server *s;
+
+	pthread_mutex_lock(&be->lock);
+	s = qw->srv;
+	qw->srv = NULL;
+	__atomic_store_n(&qw->given, false, __ATOMIC_RELAXED);
+	if (leave && qw->queued)
+		queue_unlink(be, qw);
 	pthread_mutex_unlock(&be->lock);
 	return s;
 }
@@ -282,8 +371,8 @@ static enum lb_admin inherit(const struct t_runtime *rt, struct t_backend *nb, s
 	s->connect_failures_total = o->handed[1] = T_LOAD(&o->connect_failures_total);
 	s->bytes_in_total = o->handed[2] = T_LOAD(&o->bytes_in_total);
 	s->bytes_out_total = o->handed[3] = T_LOAD(&o->bytes_out_total);
-	nb->retries_total = ob->handed[0] = T_LOAD(&ob->retries_total);
-	nb->no_server_total = ob->handed[1] = T_LOAD(&ob->no_server_total);
+	for (size_t i = 0; i < BE_NCOUNTERS; i++)
+		*be_counter(nb, i) = ob->handed[i] = T_LOAD(be_counter(ob, i));
 	o->handed_over = ob->handed_over = true;        /* the rest: hand_over() */
 	return admin;
 }
@@ -318,6 +407,7 @@ static struct t_backend *backend_new(struct t_gen *g, const struct cfg_backend *
 		return NULL;
 	}
 	pthread_mutex_init(&be->lock, NULL);
+	lb_rng_seed(&be->qrng, g->rt->rng.s ^ (uint64_t)(uintptr_t)be);
 	for (int i = 0; i < bc->nservers; i++) {
 		struct t_server *s = &be->servers[be->cfg_nservers];
 
@@ -472,6 +562,7 @@ static int server_add(struct t_runtime *rt, struct t_backend *be, const char *na
 			lb_server_set_admin(&be->pool, &s->lb, admin);
 		s->next_dynamic = be->dynamic;
 		be->dynamic = s;
+		queue_run(be);
 	}
 	pthread_mutex_unlock(&be->lock);
 	if (rc < 0) {
@@ -573,6 +664,7 @@ int rt_server_set_admin(struct t_runtime *rt, struct t_server *s, enum lb_admin 
 
 	pthread_mutex_lock(&s->be->lock);
 	lb_server_set_admin(&s->be->pool, &s->lb, a);
+	queue_run(s->be);
 	pthread_mutex_unlock(&s->be->lock);
 	log_printf(rt->log, "runtime: %s server %s/%s", verb[a], s->be->cfg.name, s->lb.name);
 	return 0;
@@ -584,6 +676,7 @@ int rt_server_set_weight(struct t_runtime *rt, struct t_server *s, long weight, 
 		return tether_err(err, -EINVAL, "weight must be 0..%d", LB_WEIGHT_MAX);
 	pthread_mutex_lock(&s->be->lock);
 	lb_server_set_weight(&s->be->pool, &s->lb, (unsigned)weight);
+	queue_run(s->be);
 	pthread_mutex_unlock(&s->be->lock);
 	log_printf(rt->log, "runtime: weight of %s/%s set to %ld", s->be->cfg.name, s->lb.name, weight);
 	return 0;
@@ -631,6 +724,8 @@ void rt_server_checked(struct t_server *s, bool ok, const char *why)
 	pthread_mutex_lock(&s->be->lock);
 	snprintf(s->last_check, sizeof(s->last_check), "%s", why);
 	note(&c, s, lb_server_checked(&s->be->pool, &s->lb, ok));
+	if (c.ch == HC_WENT_UP)
+		queue_run(s->be);
 	pthread_mutex_unlock(&s->be->lock);
 	health_changed(&c, why);
 }
@@ -643,6 +738,8 @@ void rt_server_connected(struct t_server *s)
 		return;                 /* the common case costs no lock */
 	pthread_mutex_lock(&s->be->lock);
 	note(&c, s, lb_server_observed(&s->be->pool, &s->lb, true));
+	if (c.ch == HC_WENT_UP)
+		queue_run(s->be);
 	pthread_mutex_unlock(&s->be->lock);
 	health_changed(&c, "connected");
 }
@@ -656,6 +753,7 @@ void rt_attempt_failed(struct t_server *s, const char *why)
 	pthread_mutex_lock(&be->lock);
 	note(&c, s, lb_attempt_failed(&be->pool, &s->lb));
 	srv_release(s);
+	queue_run(be);
 	pthread_mutex_unlock(&be->lock);
 	health_changed(&c, why);
 }
@@ -667,7 +765,33 @@ void srv_conn_end(struct t_server *s)
 	pthread_mutex_lock(&be->lock);
 	lb_conn_close(&be->pool, &s->lb);
 	srv_release(s);
+	queue_run(be);
 	pthread_mutex_unlock(&be->lock);
+}
+
+bool rt_errno_local(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EADDRNOTAVAIL;
+}
+
+void rt_local_error(struct t_runtime *rt, const char *what, int err)
+{
+	T_ADD(&rt->local_errors_total, 1);
+	if (__atomic_exchange_n(&rt->local_short, true, __ATOMIC_RELAXED))
+		return;
+	log_printf(rt->log, "local resource shortage: %s: %s (servers' health is not affected; counted in "
+	           "tether_local_errors_total; its end is logged)", what, strerror(err));
+	log_flush(rt->log);
+}
+
+void rt_local_ok(struct t_runtime *rt)
+{
+	if (!__atomic_load_n(&rt->local_short, __ATOMIC_RELAXED) ||
+	    !__atomic_exchange_n(&rt->local_short, false, __ATOMIC_RELAXED))
+		return;
+	log_printf(rt->log, "local resource shortage over: %llu failures so far",
+	           (unsigned long long)T_LOAD(&rt->local_errors_total));
+	log_flush(rt->log);
 }
 
 void addr_format(const struct sockaddr_storage *ss, char *out, size_t cap)

@@ -118,6 +118,30 @@ struct t_server {
 	struct t_server *next_dynamic;  /* list of runtime-added servers */
 };
 
+/* A connection waiting in its backend's queue for a slot (embedded in the
+ * connection, which sets key and ready; the rest is the runtime's, under
+ * the backend's lock). */
+struct rt_waiter {
+	struct rt_waiter *prev, *next;  /* the backend's queue, oldest first */
+	struct lb_key *key;             /* its picks' key (tried servers, cookie) */
+	uint64_t now_ms;                /* when it queued: the clock of its picks */
+	struct t_server *srv;           /* a slot freed: the server its attempt is counted on */
+	bool given;                     /* srv is set (atomic: its owner may look without the lock) */
+	bool queued;                    /* in the queue */
+	/* srv was set and the waiter left the queue: called with the
+	 * backend's lock held, from any thread; wakes its owner, nothing more */
+	void (*ready)(struct rt_waiter *w);
+};
+
+/* A slot was given to w (its owner then takes it with rt_queue_take). */
+static inline bool rt_waiter_given(const struct rt_waiter *w)
+{
+	return __atomic_load_n(&w->given, __ATOMIC_ACQUIRE);
+}
+
+/* Why rt_attempt gave no server. */
+enum rt_wait { RT_NO_SERVER, RT_QUEUED, RT_QUEUE_FULL };
+
 struct t_backend {
 	struct cfg_backend cfg;         /* copy; cfg.servers not owned (NULL) */
 	struct lb_pool pool;
@@ -128,8 +152,18 @@ struct t_backend {
 	pthread_mutex_t lock;           /* pool, servers' lb state, dynamic list */
 	uint64_t retries_total;         /* T_ADD */
 	uint64_t no_server_total;       /* T_ADD */
-	bool handed_over;               /* as for servers: retries, no-server at the copy */
-	uint64_t handed[2];
+	struct rt_waiter *qhead, *qtail; /* the queue (lock) */
+	unsigned queue_length;          /* waiters in it (written under the lock with T_ADD, read with T_LOAD) */
+	struct lb_rng qrng;             /* the picks made for waiters (lock) */
+	/* T_ADD */
+	uint64_t queued_total;          /* connections that waited in the queue */
+	uint64_t queue_dispatched_total;/* ... and then got a server */
+	uint64_t queue_wait_ms_total;   /* ... after waiting this long in all */
+	uint64_t queue_timeouts_total;  /* closed after queue.timeout */
+	uint64_t queue_full_total;      /* closed at once: the queue held queue.max */
+	uint64_t request_timeouts_total;/* cookie mode: no complete request head within http_request */
+	bool handed_over;               /* as for servers: the counters above at the copy */
+	uint64_t handed[8];             /* in runtime.c's be_counters order */
 	struct t_backend *next;
 };
 
@@ -191,6 +225,8 @@ struct t_runtime {
 	struct rt_hooks hooks;
 	char conf_path[256];
 	unsigned active;                /* client connections open, all generations (T_ADD) */
+	uint64_t local_errors_total;    /* sockets and connects failed for a local shortage (T_ADD) */
+	bool local_short;               /* such a shortage is on: logged once (atomic) */
 	uint64_t reloads_total, reload_failures_total;
 	double started;                 /* ev_time() at start */
 };
@@ -228,9 +264,18 @@ struct t_listener *rt_listener_find(const struct t_runtime *rt, const struct cfg
 void rt_backend_lock(struct t_backend *be);
 void rt_backend_unlock(struct t_backend *be);
 /* The core's lb_attempt under the backend's lock: the server for a
- * connection's next attempt (counted on it), or NULL when no usable server
- * is left or the retries are spent.  rng is the caller's (per worker). */
-struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng);
+ * connection's next attempt (counted on it), or NULL and *why: no usable
+ * server is left or the retries are spent (RT_NO_SERVER); the servers it
+ * could use are all at their maxconn and qw joined the queue (RT_QUEUED;
+ * qw->ready is called once a slot is its own), or the queue is full or off
+ * (RT_QUEUE_FULL; queue.max 0: RT_NO_SERVER).  rng is the caller's (per
+ * worker).  qw NULL: no queueing. */
+struct t_server *rt_attempt(struct t_backend *be, struct lb_key *key, uint64_t now_ms, struct lb_rng *rng,
+                            struct rt_waiter *qw, enum rt_wait *why);
+/* The server a slot freed for qw (its attempt is counted on it: connect,
+ * or give it back with srv_conn_end), or NULL while none did.  leave: qw
+ * leaves the queue either way (a timeout, a close). */
+struct t_server *rt_queue_take(struct t_backend *be, struct rt_waiter *qw, bool leave);
 /* The running backend called name, or NULL. */
 struct t_backend *rt_backend_find(const struct t_runtime *rt, const char *name);
 /* A server of be in its pool (configured or added; not deleted), or NULL. */
@@ -280,6 +325,20 @@ void rt_attempt_failed(struct t_server *s, const char *why);
  * a deleted server whose last connection this was is freed.  s must not
  * be used after this call. */
 void srv_conn_end(struct t_server *s);
+
+/*
+ * A socket() or connect() that failed for want of something local (file
+ * descriptors, buffers, memory, ephemeral ports) says nothing about the
+ * server it was meant for: it must not count as the server's failure.
+ */
+/* True for such an errno: EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL. */
+bool rt_errno_local(int err);
+/* One such failure (what: "health check of pods/pod1"): counted; logged
+ * once per shortage (any thread). */
+void rt_local_error(struct t_runtime *rt, const char *what, int err);
+/* A socket was had: a shortage that was on is over (logged); one relaxed
+ * load otherwise (any thread). */
+void rt_local_ok(struct t_runtime *rt);
 
 /* Address text "a.b.c.d:port" / "[v6]:port" of ss. */
 void addr_format(const struct sockaddr_storage *ss, char *out, size_t cap);

@@ -51,13 +51,18 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* The answer to line (the buffer is reused). */
-static const char *run(struct fx *f, const char *line)
+/* The answer to line for a client of level (the buffer is reused). */
+static const char *run_at(struct fx *f, int level, const char *line)
 {
 	f->out.len = 0;
-	admin_exec(&f->w, line, &f->out);
+	admin_exec(&f->w, level, line, &f->out);
 	sb_printf(&f->out, "%s", "");
 	return f->out.s;
+}
+
+static const char *run(struct fx *f, const char *line)
+{
+	return run_at(f, CFG_LEVEL_ADMIN, line);
 }
 
 static void test_usage_errors(void **state)
@@ -118,11 +123,44 @@ static void test_effects(void **state)
 	assert_memory_equal(f->out.s, "version ", 8);
 }
 
+/* global.admin.level: user shows, operator also drains/enables/disables/
+ * sets weights, admin also adds and deletes; a refused command changes
+ * nothing and says why. */
+static void test_levels(void **state)
+{
+	struct fx *f = *state;
+	struct t_backend *be = f->rt.gen->backends;
+
+	assert_non_null(strstr(run_at(f, CFG_LEVEL_USER, "show servers"), "s1 127.0.0.1:2 UP 1"));
+	assert_non_null(strstr(run_at(f, CFG_LEVEL_USER, "show info"), "\nOK\n"));
+	assert_string_equal(run_at(f, CFG_LEVEL_USER, "drain server be s1"),
+	                    "ERR permission denied (level user; drain needs level operator)\n");
+	assert_string_equal(run_at(f, CFG_LEVEL_USER, "set weight be s1 3"),
+	                    "ERR permission denied (level user; set needs level operator)\n");
+	assert_string_equal(run_at(f, CFG_LEVEL_USER, "disable server be s1"),
+	                    "ERR permission denied (level user; disable needs level operator)\n");
+	assert_int_equal(be->servers[0].lb.admin, LB_ADMIN_READY);
+	assert_int_equal(be->servers[0].lb.weight, 1);
+	assert_string_equal(run_at(f, CFG_LEVEL_OPERATOR, "add server be s3 127.0.0.1:4"),
+	                    "ERR permission denied (level operator; add needs level admin)\n");
+	assert_string_equal(run_at(f, CFG_LEVEL_OPERATOR, "del server be s1"),
+	                    "ERR permission denied (level operator; del needs level admin)\n");
+	assert_null(strstr(run(f, "show servers"), "s3"));
+	assert_string_equal(run_at(f, CFG_LEVEL_OPERATOR, "set weight be s1 3"), "OK\n");
+	assert_string_equal(run_at(f, CFG_LEVEL_OPERATOR, "drain server be s1"), "OK\n");
+	assert_string_equal(run_at(f, CFG_LEVEL_OPERATOR, "enable server be s1"), "OK\n");
+	assert_int_equal(be->servers[0].lb.weight, 3);
+	/* an unknown command is unknown whatever the level */
+	assert_string_equal(run_at(f, CFG_LEVEL_USER, "frobnicate"),
+	                    "ERR unknown command (show, add, del, set, drain, enable, disable)\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_effects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

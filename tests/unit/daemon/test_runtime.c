@@ -322,6 +322,110 @@ static void test_observe_and_on_down_hook(void **state)
 	gen_put(old);
 }
 
+struct waiter {
+	struct rt_waiter qw;
+	struct lb_key key;
+	int woken;
+};
+
+static void woken(struct rt_waiter *qw)
+{
+	((struct waiter *)qw)->woken++;         /* qw is the first member */
+}
+
+static enum rt_wait attempt(struct t_backend *be, struct waiter *w, struct t_server **out)
+{
+	struct lb_rng rng;
+	enum rt_wait why;
+
+	lb_rng_seed(&rng, 1);
+	memset(w, 0, sizeof(*w));
+	w->qw.key = &w->key;
+	w->qw.ready = woken;
+	*out = rt_attempt(be, &w->key, 0, &rng, &w->qw, &why);
+	return why;
+}
+
+/* Every server full: connections wait in order, a freed slot (a
+ * connection's end, an enable, a weight, a server UP or added) goes to the
+ * oldest at once, counted on its server; leaving gives back what was given;
+ * queue.max bounds it, and max 0 is no queue. */
+static void test_queue(void **state)
+{
+	struct fx *f = *state;
+	struct waiter w[5];
+	struct t_server *s1, *s2, *got, *add = NULL;
+	struct t_backend *be;
+
+	install(f, "queue = { max = 3; timeout = \"1s\"; }; health = { type = \"tcp\"; rise = 1; fall = 1; };");
+	be = f->rt.gen->backends;
+	s1 = server(f, "s1");
+	s2 = server(f, "s2");
+	s1->lb.maxconn = s2->lb.maxconn = 1;
+	assert_non_null(attempt(be, &w[0], &got) == RT_NO_SERVER ? got : NULL);
+	assert_non_null(attempt(be, &w[1], &got) == RT_NO_SERVER ? got : NULL);
+	for (int i = 2; i < 5; i++) {
+		assert_int_equal(attempt(be, &w[i], &got), RT_QUEUED);
+		assert_null(got);
+	}
+	assert_int_equal(be->queue_length, 3);
+	assert_int_equal(attempt(be, &(struct waiter){ 0 }, &got), RT_QUEUE_FULL);
+
+	srv_conn_end(s1);                       /* a connection ends: the oldest gets its slot */
+	assert_int_equal(w[2].woken, 1);
+	assert_true(rt_waiter_given(&w[2].qw));
+	assert_false(rt_waiter_given(&w[3].qw));
+	assert_int_equal(s1->lb.active, 1);     /* counted on s1 already */
+	assert_ptr_equal(rt_queue_take(be, &w[2].qw, false), s1);
+	assert_int_equal(be->queue_length, 2);
+
+	rt_server_set_admin(&f->rt, s2, LB_ADMIN_DISABLED);
+	srv_conn_end(s2);                       /* s2 disabled: its freed slot is nobody's */
+	assert_int_equal(w[3].woken, 0);
+	rt_server_set_admin(&f->rt, s2, LB_ADMIN_READY);
+	assert_int_equal(w[3].woken, 1);        /* enabled: the next one gets it */
+	assert_ptr_equal(rt_queue_take(be, &w[3].qw, true), s2);
+
+	rt_server_checked(s1, false, "down");   /* fall 1 */
+	srv_conn_end(s1);
+	assert_int_equal(w[4].woken, 0);
+	rt_server_checked(s1, true, "up");      /* rise 1: UP with room */
+	assert_int_equal(w[4].woken, 1);
+	srv_conn_end(rt_queue_take(be, &w[4].qw, true));        /* its client went: the slot is given back */
+	assert_int_equal(s1->lb.active, 0);
+	assert_int_equal(be->queue_length, 0);
+
+	/* leaving while still waiting; a server added serves the queue */
+	lb_conn_open(&be->pool, &s1->lb);
+	assert_int_equal(attempt(be, &w[0], &got), RT_QUEUED);
+	assert_int_equal(attempt(be, &w[1], &got), RT_QUEUED);
+	assert_null(rt_queue_take(be, &w[0].qw, true));
+	assert_int_equal(be->queue_length, 1);
+	assert_int_equal(rt_server_add(&f->rt, "be", "s3", "127.0.0.1:4", 1, &add, NULL), 0);
+	assert_int_equal(w[1].woken, 0);        /* a checked backend: s3 is DOWN until checked */
+	rt_server_checked(add, true, "connected");
+	assert_int_equal(w[1].woken, 1);
+	assert_ptr_equal(rt_queue_take(be, &w[1].qw, true), add);
+	assert_int_equal(w[0].woken, 0);
+	srv_conn_end(add);
+	srv_conn_end(s1);
+	srv_conn_end(s2);
+	assert_int_equal(be->queued_total, 5);
+
+	/* queue.max = 0: no queue, as before queues existed */
+	install(f, "queue = { max = 0; };");
+	be = f->rt.gen->backends;
+	s1 = server(f, "s1");
+	s2 = server(f, "s2");
+	s1->lb.maxconn = s2->lb.maxconn = 1;
+	lb_conn_open(&be->pool, &s1->lb);
+	lb_conn_open(&be->pool, &s2->lb);
+	assert_int_equal(attempt(be, &w[0], &got), RT_NO_SERVER);
+	assert_null(got);
+	srv_conn_end(s1);
+	srv_conn_end(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +436,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_runtime_api, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_added_server_checked_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_and_on_down_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

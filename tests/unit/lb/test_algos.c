@@ -415,10 +415,17 @@ static void test_health_machine(void **unused)
 	assert_int_equal(hc_report(&st, &p, true), HC_SAME);
 	assert_int_equal(hc_report(&st, &p, true), HC_WENT_UP);
 	lb_rng_seed(&rng, 9);
-	for (int i = 0; i < 1000; i++) {
-		uint32_t d = hc_next_delay_ms(&p, &rng);
+	{
+		uint32_t lo = UINT32_MAX, hi = 0;
 
-		assert_true(d >= 1800 && d <= 2200);
+		for (int i = 0; i < 1000; i++) {
+			uint32_t d = hc_next_delay_ms(&p, &rng);
+
+			assert_true(d >= 1800 && d <= 2200);
+			lo = d < lo ? d : lo;
+			hi = d > hi ? d : hi;
+		}
+		assert_true(lo < 1820 && hi > 2180);        /* the jitter uses its whole +-10 % */
 	}
 }
 

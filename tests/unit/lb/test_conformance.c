@@ -2,7 +2,8 @@
  * Properties every registered algorithm must have (STYLE.md, Tests):
  * never picks a down, draining, disabled or full server; -1 when none is
  * usable; a retry never repeats a tried server; shares follow weights;
- * backups only when every primary is down.
+ * backups only when every primary is down or full; LB_FULL when the
+ * servers left are only full.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,6 +183,57 @@ static void test_backup_only_when_primaries_down(void **unused)
 	each_algo(backup_one);
 }
 
+/* Primaries at their maxconn: the backups take the overflow; once they are
+ * full too, lb_attempt says LB_FULL (the daemon queues), and -1 when the
+ * only full server is DOWN. */
+static void overflow_one(const struct lb_algo *a)
+{
+	struct testpool tp;
+	struct lb_rng rng;
+	struct lb_key k = key_for(1);
+	int idx;
+
+	lb_rng_seed(&rng, 7);
+	tp_init(&tp, a, NULL, 0, NULL);
+	for (int i = 0; i < 3; i++) {
+		snprintf(tp.srv[i].name, sizeof(tp.srv[i].name), "o%d", i);
+		tp.srv[i].weight = 1;
+		tp.srv[i].up = true;
+		tp.srv[i].maxconn = 1;
+		tp.srv[i].backup = i == 2;
+		assert_int_equal(lb_pool_add(&tp.pool, &tp.srv[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		k = key_for(i);
+		idx = lb_attempt(&tp.pool, &k, 0, &rng);
+		assert_true(idx >= 0);
+		assert_false(tp.pool.servers[idx]->backup);
+	}
+	k = key_for(2);
+	idx = lb_attempt(&tp.pool, &k, 0, &rng);
+	assert_true(idx >= 0);
+	if (!tp.pool.servers[idx]->backup)
+		fail_msg("%s: primaries full, the backup did not take the overflow", a->name);
+	assert_false(tp.pool.use_backup);
+	k = key_for(3);
+	assert_int_equal(lb_attempt(&tp.pool, &k, 0, &rng), LB_FULL);
+	lb_conn_close(&tp.pool, &tp.srv[0]);
+	k = key_for(3);
+	idx = lb_attempt(&tp.pool, &k, 0, &rng);
+	assert_true(idx >= 0);
+	assert_ptr_equal(tp.pool.servers[idx], &tp.srv[0]);
+	for (int i = 0; i < 3; i++)
+		lb_server_set_up(&tp.pool, &tp.srv[i], false);
+	k = key_for(4);
+	assert_int_equal(lb_attempt(&tp.pool, &k, 0, &rng), -1);
+	tp_fini(&tp);
+}
+
+static void test_backup_overflow_then_full(void **unused)
+{
+	each_algo(overflow_one);
+}
+
 static void test_registry(void **unused)
 {
 	char *err = NULL;
@@ -203,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_tried_honoured),
 		cmocka_unit_test(test_shares_follow_weights),
 		cmocka_unit_test(test_backup_only_when_primaries_down),
+		cmocka_unit_test(test_backup_overflow_then_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
