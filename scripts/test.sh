@@ -3,12 +3,12 @@
 # UndefinedBehaviorSanitizer, and runs every test: unit (cmocka), integration
 # (the real binaries on loopback), simulator validation, lab; then the daemon's
 # unit and integration tests again with ThreadSanitizer and global.workers = 2;
-# then a bounded fuzz run and the valgrind suite under valgrind.  The last line
-# printed is "N passed, N failed" for the whole suite.  Exit status 0 only
-# when nothing failed.
+# then a bounded fuzz run and the valgrind suite under valgrind; last, a
+# 2-minute soak (scripts/soak.sh).  The last line printed is "N passed,
+# N failed" for the whole suite.  Exit status 0 only when nothing failed.
 #
 #   scripts/test.sh            everything
-#   QUICK=1 scripts/test.sh    skip the valgrind and fuzz passes (the TSan pass stays)
+#   QUICK=1 scripts/test.sh    skip the valgrind and fuzz passes (the TSan pass and the soak stay)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -68,6 +68,17 @@ if [ -z "${QUICK:-}" ]; then
 		printf '{"name": "fuzz", "result": "%s"}\n' "$r" > "$logs/fuzz.json"
 	fi
 fi
+
+# A 2-minute soak (pod kills, reloads, runtime-API changes under load) on a
+# build without sanitizers, so that RSS means something: the valgrind pass's
+# plain debug build, or (QUICK=1) scripts/soak.sh's own release build.
+vg=${VGBUILDDIR:-build-valgrind}
+if [ -z "${QUICK:-}" ] && [ -x "$vg/src/tether" ] && [ -x "$vg/src/pod/tether-pod" ]; then
+	export TETHER="$vg/src/tether" TETHER_POD="$vg/src/pod/tether-pod"
+fi
+if scripts/soak.sh --minutes 2; then r=OK; else r=FAIL; status=1; fi
+unset TETHER TETHER_POD
+printf '{"name": "soak", "result": "%s"}\n' "$r" > "$logs/soak.json"
 
 python3 - "$logs" <<'PY'
 import json, os, sys

@@ -477,6 +477,18 @@ class Pod:
         self.proc.wait()
 
 
+def metrics(port):
+    """GET /metrics on the metrics port: {"name{labels}": value}."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def valgrind(fn):
     """Marks a test that also runs under valgrind.  tests/integration/
     meson.build finds every `def test_*` of every test_*.py file and reads

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +69,83 @@ static void gen_free(struct t_gen *g)
 	free(g);
 }
 
+/* A generation that was built but never installed: the running one's
+ * counters were not handed over after all (see hand_over). */
 void rt_gen_free(struct t_gen *g)
 {
+	struct t_gen *run = g->rt->gen;
+
+	for (int i = 0; run && run != g && i < run->nfe; i++)
+		run->fe[i]->handed_over = false;
+	for (struct t_backend *be = run != g && run ? run->backends : NULL; be; be = be->next) {
+		be->handed_over = false;
+		pthread_mutex_lock(&be->lock);
+		for (int i = 0; i < be->pool.nservers; i++)
+			((struct t_server *)be->pool.servers[i]->data)->handed_over = false;
+		pthread_mutex_unlock(&be->lock);
+	}
 	gen_free(g);
+}
+
+/* A backend's counters (T_ADD), carried to the same-named backend of the
+ * next generation (inherit) and handed over by index (hand_over). */
+static const size_t be_counters[] = {
+	offsetof(struct t_backend, retries_total), offsetof(struct t_backend, no_server_total),
+	offsetof(struct t_backend, queued_total), offsetof(struct t_backend, queue_dispatched_total),
+	offsetof(struct t_backend, queue_wait_ms_total), offsetof(struct t_backend, queue_timeouts_total),
+	offsetof(struct t_backend, queue_full_total), offsetof(struct t_backend, request_timeouts_total),
+};
+#define BE_NCOUNTERS (sizeof(be_counters) / sizeof(be_counters[0]))
+_Static_assert(BE_NCOUNTERS == sizeof(((struct t_backend *)0)->handed) / sizeof(uint64_t),
+               "struct t_backend: one handed[] slot per counter");
+
+static uint64_t *be_counter(struct t_backend *be, size_t i)
+{
+	return (uint64_t *)((char *)be + be_counters[i]);
+}
+
+/* Adds what *counter counted since `handed` to *to. */
+static void add_since(uint64_t *to, uint64_t *counter, uint64_t handed)
+{
+	T_ADD(to, T_LOAD(counter) - handed);
+}
+
+/* g, retired, is being freed: what its frontends, backends and servers
+ * counted after inherit() copied their counters to the next generation
+ * (connections that kept running on g after the reload) goes to the
+ * same-named objects of the running generation `run`, so counters lose
+ * nothing across reloads.  Called under rt->lock, which keeps rt->gen. */
+static void hand_over(struct t_gen *g, struct t_gen *run)
+{
+	for (int i = 0; i < g->nfe; i++)
+		for (int a = 0; g->fe[i]->handed_over && a < run->nfe; a++)
+			if (strcmp(run->fe[a]->cfg.name, g->fe[i]->cfg.name) == 0) {
+				add_since(&run->fe[a]->connections_total, &g->fe[i]->connections_total, g->fe[i]->handed[0]);
+				add_since(&run->fe[a]->proxy_errors_total, &g->fe[i]->proxy_errors_total, g->fe[i]->handed[1]);
+			}
+	for (struct t_backend *ob = g->backends; ob; ob = ob->next) {
+		struct t_backend *nb = run->backends;
+
+		while (nb && strcmp(nb->cfg.name, ob->cfg.name) != 0)
+			nb = nb->next;
+		if (!nb)
+			continue;
+		for (size_t i = 0; ob->handed_over && i < BE_NCOUNTERS; i++)
+			add_since(be_counter(nb, i), be_counter(ob, i), ob->handed[i]);
+		pthread_mutex_lock(&nb->lock);          /* its runtime-added servers may go meanwhile */
+		for (int i = 0; i < ob->pool.nservers; i++) {
+			struct t_server *o = ob->pool.servers[i]->data;
+			struct t_server *s = o->handed_over ? rt_server_find(nb, o->lb.name) : NULL;
+
+			if (s) {
+				add_since(&s->connections_total, &o->connections_total, o->handed[0]);
+				add_since(&s->connect_failures_total, &o->connect_failures_total, o->handed[1]);
+				add_since(&s->bytes_in_total, &o->bytes_in_total, o->handed[2]);
+				add_since(&s->bytes_out_total, &o->bytes_out_total, o->handed[3]);
+			}
+		}
+		pthread_mutex_unlock(&nb->lock);
+	}
 }
 
 void gen_get(struct t_gen *g)
@@ -87,6 +162,8 @@ void gen_put(struct t_gen *g)
 	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	pthread_mutex_lock(&rt->lock);
+	if (rt->gen && rt->gen != g)
+		hand_over(g, rt->gen);
 	for (struct t_gen **p = &rt->gens; *p; p = &(*p)->next)
 		if (*p == g) {
 			*p = g->next;
@@ -125,8 +202,8 @@ void rt_install(struct t_runtime *rt, struct t_gen *g)
 	pthread_mutex_lock(&rt->lock);
 	g->next = rt->gens;
 	rt->gens = g;
+	rt->gen = g;                    /* under the lock: gen_put's hand_over reads it */
 	pthread_mutex_unlock(&rt->lock);
-	rt->gen = g;
 	if (old)
 		retire(old);
 }
@@ -198,18 +275,13 @@ enum lb_admin rt_inherit(const struct t_runtime *rt, struct t_backend *nb, struc
 	admin = o->lb.admin;
 	memcpy(s->last_check, o->last_check, sizeof(s->last_check));
 	pthread_mutex_unlock(&ob->lock);
-	s->connections_total = T_LOAD(&o->connections_total);
-	s->connect_failures_total = T_LOAD(&o->connect_failures_total);
-	s->bytes_in_total = T_LOAD(&o->bytes_in_total);
-	s->bytes_out_total = T_LOAD(&o->bytes_out_total);
-	nb->retries_total = T_LOAD(&ob->retries_total);
-	nb->no_server_total = T_LOAD(&ob->no_server_total);
-	nb->queued_total = T_LOAD(&ob->queued_total);
-	nb->queue_dispatched_total = T_LOAD(&ob->queue_dispatched_total);
-	nb->queue_wait_ms_total = T_LOAD(&ob->queue_wait_ms_total);
-	nb->queue_timeouts_total = T_LOAD(&ob->queue_timeouts_total);
-	nb->queue_full_total = T_LOAD(&ob->queue_full_total);
-	nb->request_timeouts_total = T_LOAD(&ob->request_timeouts_total);
+	s->connections_total = o->handed[0] = T_LOAD(&o->connections_total);
+	s->connect_failures_total = o->handed[1] = T_LOAD(&o->connect_failures_total);
+	s->bytes_in_total = o->handed[2] = T_LOAD(&o->bytes_in_total);
+	s->bytes_out_total = o->handed[3] = T_LOAD(&o->bytes_out_total);
+	for (size_t i = 0; i < BE_NCOUNTERS; i++)
+		*be_counter(nb, i) = ob->handed[i] = T_LOAD(be_counter(ob, i));
+	o->handed_over = ob->handed_over = true;        /* the rest: hand_over() */
 	return admin;
 }
 
@@ -309,8 +381,11 @@ struct t_gen *rt_gen_new(struct t_runtime *rt, struct tether_config *cfg, char *
 		f->be = byidx[cfg->frontends[i].backend];
 		for (int a = 0; rt->gen && a < rt->gen->nfe; a++)  /* counters carry over by name */
 			if (strcmp(rt->gen->fe[a]->cfg.name, f->cfg.name) == 0) {
-				f->connections_total = T_LOAD(&rt->gen->fe[a]->connections_total);
-				f->proxy_errors_total = T_LOAD(&rt->gen->fe[a]->proxy_errors_total);
+				struct t_frontend *o = rt->gen->fe[a];
+
+				f->connections_total = o->handed[0] = T_LOAD(&o->connections_total);
+				f->proxy_errors_total = o->handed[1] = T_LOAD(&o->proxy_errors_total);
+				o->handed_over = true;
 			}
 		for (unsigned j = 0; j < (unsigned)f->cfg.nbinds * rt->nworkers; j++) {
 			f->ls[j].fd = -1;

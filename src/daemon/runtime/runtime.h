@@ -108,6 +108,11 @@ struct t_server {
 	uint64_t connect_failures_total;
 	uint64_t bytes_in_total;        /* client -> server */
 	uint64_t bytes_out_total;       /* server -> client */
+	/* The counters as inherit() copied them to the next generation's
+	 * same-named server: what this one counts after that (its connections
+	 * still running) is added there when this generation is freed. */
+	bool handed_over;
+	uint64_t handed[4];             /* connections, connect failures, bytes in, bytes out */
 	struct t_check check;
 	struct t_rate rate;             /* connections per second (io/history.c) */
 	struct t_server *next_dynamic;  /* list of runtime-added servers */
@@ -157,6 +162,8 @@ struct t_backend {
 	uint64_t queue_timeouts_total;  /* closed after queue.timeout */
 	uint64_t queue_full_total;      /* closed at once: the queue held queue.max */
 	uint64_t request_timeouts_total;/* cookie mode: no complete request head within http_request */
+	bool handed_over;               /* as for servers: the counters above at the copy */
+	uint64_t handed[8];             /* in runtime.c's be_counters order */
 	struct t_backend *next;
 };
 
@@ -180,6 +187,8 @@ struct t_frontend {
 	struct t_listener *ls;          /* cfg.nbinds x rt->nworkers: ls[bind * nworkers + worker] */
 	uint64_t connections_total;     /* T_ADD */
 	uint64_t proxy_errors_total;    /* accept_proxy: headers malformed, cut short or too late (T_ADD) */
+	bool handed_over;               /* as for servers: connections, proxy errors at the copy */
+	uint64_t handed[2];
 	struct t_rate rate;             /* connections per second (io/history.c, control thread) */
 	unsigned active;                /* T_ADD */
 };

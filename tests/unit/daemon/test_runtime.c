@@ -124,6 +124,63 @@ static void test_reload_carries_state(void **state)
 	assert_true(s1->lb.up);
 }
 
+/* What a retired generation's connections count after the reload reaches
+ * the running generation's same-named objects when the retired one is
+ * freed (through any number of reloads in between); a build that was never
+ * installed hands nothing over. */
+static void test_reload_hands_over_late_counts(void **state)
+{
+	struct fx *f = *state;
+	struct t_gen *g1 = install(f, ""), *g;
+	struct t_server *old = server(f, "s1"), *s;
+	struct t_frontend *ofe = g1->fe[0];
+	char *err = NULL;
+
+	gen_get(g1);                            /* a connection on g1, across the reloads */
+	old->bytes_in_total = 10;
+	old->connections_total = 1;
+	g1->backends->retries_total = 2;
+	ofe->connections_total = 1;
+	install(f, "");
+	s = server(f, "s1");
+	assert_int_equal(s->bytes_in_total, 10);
+	T_ADD(&old->bytes_in_total, 5);         /* the connection goes on, on g1's objects */
+	T_ADD(&g1->backends->retries_total, 1);
+	T_ADD(&ofe->proxy_errors_total, 1);
+	T_ADD(&s->bytes_in_total, 3);           /* new traffic on the running generation */
+	install(f, "balance = \"leastconn\";");
+	s = server(f, "s1");
+	assert_int_equal(s->bytes_in_total, 13);
+	T_ADD(&old->bytes_in_total, 4);
+	gen_put(g1);                            /* its last connection ends */
+	assert_int_equal(rt_generations(&f->rt), 1);
+	assert_int_equal(s->bytes_in_total, 22);        /* 10 + 3 + the 5 + 4 counted on g1 */
+	assert_int_equal(s->connections_total, 1);
+	assert_int_equal(f->rt.gen->backends->retries_total, 3);
+	assert_int_equal(f->rt.gen->fe[0]->proxy_errors_total, 1);
+	assert_int_equal(f->rt.gen->fe[0]->connections_total, 1);
+
+	/* a build that failed (never installed): the running counters stay its own */
+	g1 = f->rt.gen;
+	gen_get(g1);
+	g = rt_gen_new(&f->rt, cfg_text(CONF, ""), &err);
+	assert_non_null(g);
+	rt_gen_free(g);
+	old = server(f, "s1");
+	assert_false(old->handed_over);
+	/* the next file has no s1: its counts start again when it comes back */
+	g = rt_gen_new(&f->rt, cfg_text("global = { log = \"stderr\"; };\n"
+	                                "frontends = ( { name = \"web\"; bind = [ \"127.0.0.1:1\" ]; backend = \"be\"; } );\n"
+	                                "backends = ( { name = \"be\"; servers = ( { name = \"s2\"; address = \"127.0.0.1:3\"; } ); } );\n"),
+	               &err);
+	assert_non_null(g);
+	rt_install(&f->rt, g);
+	T_ADD(&old->bytes_in_total, 100);
+	install(f, "");
+	gen_put(g1);
+	assert_int_equal(server(f, "s1")->bytes_in_total, 0);
+}
+
 /* A server added to a generation being built (a reload carrying what DNS
  * found) inherits the running same-named server's state; a resolve entry
  * makes no server of its own. */
@@ -374,6 +431,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_generation_references, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_carries_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_hands_over_late_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gen_server_add_inherits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runtime_api, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_added_server_checked_first, setup, teardown),
