@@ -28,9 +28,12 @@ FAST = ["--set", "clients.think=500ms", "--set", "clients.users_per_second=10"]
 
 
 def left_running(run_dir):
-    """Processes started by the lab run whose directory is run_dir (the lab
-    puts TETHER_LAB_RUN=run_dir in every child's environment)."""
+    """Processes started by the lab run whose directory is run_dir: the lab
+    puts TETHER_LAB_RUN=run_dir in every child's environment, and runs Redis
+    and the sentinels in directories under run_dir (redis-server writes its
+    process title over its environment, so the mark alone misses them)."""
     mark = f"TETHER_LAB_RUN={run_dir}".encode()
+    root = os.path.realpath(run_dir)
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -40,9 +43,13 @@ def left_running(run_dir):
                 env = f.read().split(b"\0")
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if mark in env and state != "Z":
+        if cwd.endswith(" (deleted)"):
+            cwd = cwd[:-len(" (deleted)")]
+        inside = cwd == root or cwd.startswith(root + os.sep)
+        if (mark in env or inside) and state != "Z":
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 found.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
     return found
