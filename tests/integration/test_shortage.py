@@ -37,5 +37,37 @@ def test_out_of_fds_keeps_servers_up():
     t.stop()
 
 
+def test_connect_out_of_fds_ends_error():
+    """A connection whose request is complete but for whose server tether
+    cannot get a socket (out of descriptors) ends with end=error, counted
+    and logged as a local shortage; the server is not blamed (no passive
+    failure) and serves again once descriptors are back."""
+    e = Backend("e", mode="http")
+    mport = free_port()
+    text, port = conf([("e", e.addr)], balance="cookie", global_extra=f'metrics = "127.0.0.1:{mport}"; {ADMIN}',
+                      backend_extra='cookie = { secret = "s"; }; timeouts = { http_request = "60s"; };')
+    t = Tether(text, port, nofile=NOFILE)
+    # silent cookie-mode clients hold one descriptor each until none is left
+    # (accepts pause; the rest wait in the kernel's backlog)
+    held = [connect(port) for _ in range(NOFILE + 20)]
+    assert wait_for(lambda: "pausing accepts" in t.logtext(), 10), t.logtext()
+    first = held[0]
+    first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        answer = first.recv(4096)
+    except ConnectionResetError:
+        answer = b""
+    assert b"200" not in answer, answer
+    assert wait_for(lambda: "end=error" in t.logtext(), 10), t.logtext()
+    assert "local resource shortage: socket() for a connection: Too many open files" in t.logtext(), t.logtext()
+    for s in held:
+        s.close()
+    assert metric(mport, "tether_local_errors_total") >= 1
+    assert metric(mport, "tether_server_connect_failures_total", 'backend="be",server="e"') == 0
+    assert wait_for(lambda: http_get(port)[0] == 200, 10)
+    assert " is DOWN" not in t.logtext(), t.logtext()
+    t.stop()
+
+
 if __name__ == "__main__":
     main(globals())
