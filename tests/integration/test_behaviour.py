@@ -482,5 +482,46 @@ def test_cpu_affinity_pins_workers():
     t.stop()
 
 
+def test_first_checks_spread_over_one_interval():
+    """operations.md: the first check of each server is spread over one
+    interval (not all at start-up, which would hit every pod at once)."""
+    import threading
+    n, interval = 8, 3.0
+    firsts, socks = {}, []
+
+    def listen(i):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        socks.append(ls)
+
+        def run():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                firsts.setdefault(i, time.monotonic())
+                c.close()
+        threading.Thread(target=run, daemon=True).start()
+        return "127.0.0.1:%d" % ls.getsockname()[1]
+
+    servers = [("s%d" % i, listen(i)) for i in range(n)]
+    hc = 'health = { type = "tcp"; interval = "%dms"; timeout = "1s"; rise = 1; fall = 3; };' % (interval * 1000)
+    text, port = conf(servers, backend_extra=hc)
+    start = time.monotonic()
+    t = Tether(text, port)
+    assert wait_for(lambda: len(firsts) == n, interval + 3), firsts
+    t.stop()
+    for ls in socks:
+        ls.close()
+    times = sorted(firsts.values())
+    # uniform over 3 s: 8 first checks all within 0.75 s of each other has
+    # a probability of about 5e-4; all at once (no spread) is 0 s apart
+    assert times[-1] - times[0] >= 0.75, [round(x - start, 3) for x in times]
+    assert times[-1] - start <= interval + 2, [round(x - start, 3) for x in times]
+
+
 if __name__ == "__main__":
     main(globals())
