@@ -434,6 +434,9 @@ static void side_event(struct poll_item *it, uint32_t e)
 		return;
 	if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		sd->rd_hup = true;
+	/* a FIN without an error: once a read comes back short, the end is
+	 * known without reading it (relay.c) */
+	sd->rd_fin = (e & EPOLLERR) ? false : sd->rd_fin || (e & EPOLLRDHUP);
 	if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		sd->rd_ready = true;
 	if (sd->rd_ready && (sd->want & IO_R)) {

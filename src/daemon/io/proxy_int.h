@@ -42,6 +42,7 @@ struct side {
 	bool watched;               /* fd is in the epoll set */
 	bool rd_ready;              /* fd may hold unread bytes or an unread end */
 	bool rd_hup;                /* the peer's FIN (or an error) has arrived */
+	bool rd_fin;                /* ... and it was a FIN, with no error seen */
 };
 
 struct conn {

@@ -13,8 +13,10 @@
  * may still hold bytes re-arms it (EPOLL_CTL_MOD queues it again, behind
  * the sockets already waiting).  A read shorter than asked drained the
  * socket unless the peer's FIN is known to be there too (EPOLLRDHUP): then
- * the next read returns the end.  A proxied connection costs two epoll_ctl
- * calls in all.
+ * the socket holds nothing more but the end, and when no error came with it
+ * the end is taken as read (the kernel queues a FIN behind every byte sent
+ * before it, so a short read after it left nothing to read).  A proxied
+ * connection costs two epoll_ctl calls in all.
  *
  * Timeouts: reads and writes only record ev_now() in the side's `last`;
  * the connection's one timer (proxy.c) re-arms itself for what is left,
@@ -61,7 +63,7 @@ void io_stop(struct side *sd, uint8_t what)
 void side_close(struct side *sd, bool reset)
 {
 	sd->want = 0;
-	sd->watched = sd->rd_ready = sd->rd_hup = false;
+	sd->watched = sd->rd_ready = sd->rd_hup = sd->rd_fin = false;
 	if (sd->fd >= 0) {
 		if (reset) {
 			struct linger lg = { 1, 0 };
@@ -174,6 +176,17 @@ static bool forward(struct conn *cn, struct side *from, struct side *to, const c
 	return send_to(cn, to, buf, n);
 }
 
+/* The end of `from` is read: pass it on, or close when both have ended. */
+static void read_end(struct conn *cn, struct side *from, struct side *to)
+{
+	if (!cn->c.rd_eof && !cn->s.rd_eof)
+		cn->first_eof = from->client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
+	from->rd_eof = true;
+	from->rd_ready = false;
+	if (to->out ? !maybe_done(cn) : !pass_fin(cn, to))
+		io_stop(from, IO_R);        /* when done, close() left the epoll set */
+}
+
 void pump(struct conn *cn, struct side *from)
 {
 	struct t_worker *w = cn->w;
@@ -183,12 +196,21 @@ void pump(struct conn *cn, struct side *from)
 		ssize_t n = recv(from->fd, w->scratch, w->scratch_size, 0);
 
 		if (n > 0) {
+			bool end = false;
+
 			if (!forward(cn, from, to, w->scratch, (size_t)n))
 				return;
-			if ((size_t)n < w->scratch_size && !from->rd_hup)
-				from->rd_ready = false;         /* drained */
+			if ((size_t)n < w->scratch_size) {
+				end = from->rd_fin;             /* only the FIN is left */
+				if (!from->rd_hup)
+					from->rd_ready = false; /* drained */
+			}
 			if (to->out) {          /* backpressure: wait for the peer */
 				io_stop(from, IO_R);
+				return;
+			}
+			if (end) {
+				read_end(cn, from, to);
 				return;
 			}
 			if (!from->rd_ready)
@@ -196,11 +218,7 @@ void pump(struct conn *cn, struct side *from)
 			continue;
 		}
 		if (n == 0) {
-			if (!cn->c.rd_eof && !cn->s.rd_eof)
-				cn->first_eof = from->client ? END_CLIENT_CLOSED : END_SERVER_CLOSED;
-			from->rd_eof = true;
-			if (to->out ? !maybe_done(cn) : !pass_fin(cn, to))
-				io_stop(from, IO_R);        /* when done, close() left the epoll set */
+			read_end(cn, from, to);
 			return;
 		}
 		if (errno == EINTR)
