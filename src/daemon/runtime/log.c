@@ -34,6 +34,7 @@ void log_init(struct t_log *lg, bool shared)
 	lg->facility = 3;
 	lg->pid = (int)getpid();
 	lg->len = 0;
+	lg->stamp_sec = -1;
 	lg->loop = NULL;
 }
 
@@ -270,6 +271,52 @@ static void lprintf(struct line *l, const char *fmt, ...)
 	va_end(ap);
 }
 
+#define LIT(l, s) lputs((l), "" s, sizeof(s) - 1)   /* a string literal */
+
+static void lstr(struct line *l, const char *s)
+{
+	lputs(l, s, strlen(s));
+}
+
+static void lu64(struct line *l, unsigned long long v)
+{
+	char d[20];
+	size_t i = sizeof(d);
+
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	lputs(l, d + i, sizeof(d) - i);
+}
+
+/* x with `dec` (0 or 1) decimals, exactly as printf's "%.0f" / "%.1f"
+ * writes it: a line is written per connection, and printf's floating point
+ * was most of the cost of one.  x * 10 is off the exact product by at most
+ * half a unit in its last place (< 1e-7 below 1e9), so only a value that
+ * close to a half is left to printf, which rounds the exact binary value. */
+static void lfixed(struct line *l, double x, int dec)
+{
+	double v = dec ? x * 10.0 : x, a = v < 0 ? -v : v, frac;
+	unsigned long long r = (unsigned long long)(a < 1e9 ? a : 0);
+
+	frac = a - (double)r;
+	if (!(a < 1e9) || (frac > 0.5 - 1e-6 && frac < 0.5 + 1e-6)) {    /* also NaN */
+		lprintf(l, dec ? "%.1f" : "%.0f", x);
+		return;
+	}
+	if (frac > 0.5)
+		r++;
+	if (v < 0)
+		LIT(l, "-");
+	if (!dec) {
+		lu64(l, r);
+		return;
+	}
+	lu64(l, r / 10);
+	LIT(l, ".");
+	lu64(l, r % 10);
+}
+
 /* s as the contents of a JSON string (RFC 8259: ", \ and controls escaped). */
 static void lescape(struct line *l, const char *s)
 {
@@ -289,7 +336,7 @@ static void lescape(struct line *l, const char *s)
  * syslog header and the time as the format wants them. */
 static void line_begin(struct t_log *lg, struct line *l)
 {
-	char iso[96];   /* room for any int the compiler imagines in struct tm */
+	char ms[3];
 	struct timeval tv;
 	struct tm tm;
 
@@ -308,13 +355,25 @@ static void line_begin(struct t_log *lg, struct line *l)
 		lprintf(l, "<%d>%s %2d %02d:%02d:%02d tether[%d]: ", lg->facility * 8 + SYSLOG_INFO, mon[tm.tm_mon],
 		        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, lg->pid);
 	}
-	gmtime_r(&tv.tv_sec, &tm);
-	snprintf(iso, sizeof(iso), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+	if (lg->stamp_sec != (long)tv.tv_sec) {    /* the date part changes once a second */
+		gmtime_r(&tv.tv_sec, &tm);
+		snprintf(lg->stamp, sizeof(lg->stamp), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+		         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		lg->stamp_sec = (long)tv.tv_sec;
+	}
+	ms[0] = (char)('0' + tv.tv_usec / 100000);
+	ms[1] = (char)('0' + tv.tv_usec / 10000 % 10);
+	ms[2] = (char)('0' + tv.tv_usec / 1000 % 10);
 	if (lg->format == LOG_JSON)
-		lprintf(l, "{\"time\":\"%s\",", iso);
-	else if (lg->kind != LOG_SYSLOG)       /* syslog stamps its own lines */
-		lprintf(l, "%s ", iso);
+		LIT(l, "{\"time\":\"");
+	else if (lg->kind == LOG_SYSLOG)       /* syslog stamps its own lines */
+		return;
+	lstr(l, lg->stamp);
+	lputs(l, ms, 3);
+	if (lg->format == LOG_JSON)
+		LIT(l, "Z\",");
+	else
+		LIT(l, "Z ");
 }
 
 static void line_end(struct line *l)
@@ -348,9 +407,9 @@ void log_printf(struct t_log *lg, const char *fmt, ...)
 		char msg[LINE_MAX_LEN];
 
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		lputs(&l, "\"msg\":\"", 7);
+		LIT(&l, "\"msg\":\"");
 		lescape(&l, msg);
-		lputs(&l, "\"", 1);
+		LIT(&l, "\"");
 	} else {
 		lvprintf(&l, fmt, ap);
 	}
@@ -369,20 +428,51 @@ void log_conn(struct t_log *lg, const struct log_conn *c)
 		return;
 	}
 	line_begin(lg, &l);
+	/* "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s",
+	 * written piece by piece; names are [A-Za-z0-9._-] and addresses need
+	 * no JSON escaping either */
 	if (lg->format == LOG_TEXT) {
-		lprintf(&l, "%s %s %s/%s connect=%.1fms duration=%.0fms in=%llu out=%llu end=%s", c->client, c->frontend,
-		        c->backend, c->server ? c->server : "-", c->server ? c->connect_ms : -1.0, c->duration_ms,
-		        c->bytes_in, c->bytes_out, c->end);
+		lstr(&l, c->client);
+		LIT(&l, " ");
+		lstr(&l, c->frontend);
+		LIT(&l, " ");
+		lstr(&l, c->backend);
+		LIT(&l, "/");
+		lstr(&l, c->server ? c->server : "-");
+		LIT(&l, " connect=");
+		lfixed(&l, c->server ? c->connect_ms : -1.0, 1);
+		LIT(&l, "ms duration=");
+		lfixed(&l, c->duration_ms, 0);
+		LIT(&l, "ms in=");
+		lu64(&l, c->bytes_in);
+		LIT(&l, " out=");
+		lu64(&l, c->bytes_out);
+		LIT(&l, " end=");
+		lstr(&l, c->end);
 	} else {
-		/* names are [A-Za-z0-9._-] and addresses need no escaping either */
-		lprintf(&l, "\"client\":\"%s\",\"frontend\":\"%s\",\"backend\":\"%s\",", c->client, c->frontend,
-		        c->backend);
-		if (c->server)
-			lprintf(&l, "\"server\":\"%s\",\"connect_ms\":%.1f,", c->server, c->connect_ms);
-		else
-			lprintf(&l, "\"server\":null,\"connect_ms\":null,");
-		lprintf(&l, "\"duration_ms\":%.0f,\"bytes_in\":%llu,\"bytes_out\":%llu,\"end\":\"%s\"", c->duration_ms,
-		        c->bytes_in, c->bytes_out, c->end);
+		LIT(&l, "\"client\":\"");
+		lstr(&l, c->client);
+		LIT(&l, "\",\"frontend\":\"");
+		lstr(&l, c->frontend);
+		LIT(&l, "\",\"backend\":\"");
+		lstr(&l, c->backend);
+		if (c->server) {
+			LIT(&l, "\",\"server\":\"");
+			lstr(&l, c->server);
+			LIT(&l, "\",\"connect_ms\":");
+			lfixed(&l, c->connect_ms, 1);
+		} else {
+			lstr(&l, "\",\"server\":null,\"connect_ms\":null");
+		}
+		LIT(&l, ",\"duration_ms\":");
+		lfixed(&l, c->duration_ms, 0);
+		LIT(&l, ",\"bytes_in\":");
+		lu64(&l, c->bytes_in);
+		LIT(&l, ",\"bytes_out\":");
+		lu64(&l, c->bytes_out);
+		LIT(&l, ",\"end\":\"");
+		lstr(&l, c->end);
+		LIT(&l, "\"");
 	}
 	line_end(&l);
 	unlock(lg);

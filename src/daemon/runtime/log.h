@@ -60,6 +60,8 @@ struct t_log {
 	int facility;
 	int pid;                    /* in syslog lines */
 	size_t len;                 /* bytes waiting in buf */
+	long stamp_sec;             /* the second `stamp` was made for, -1: none */
+	char stamp[96];             /* "2026-12-07T18:40:48." (UTC); room for any int in struct tm */
 	struct ev_loop *loop;       /* of the flush timer, NULL while none runs */
 	ev_timer timer;
 	char buf[LOG_BUF];
