@@ -14,7 +14,8 @@
 # --workers N runs every proxy with N threads or processes (tether
 # global.workers, HAProxy nbthread, nginx worker_processes), and tether with
 # one worker beside them as "tether1", to show what the workers cost per
-# request.  The pinned setup needs N CPUs for the proxies and one more for
+# request, and HAProxy with one thread as "haproxy1", to show what a second
+# thread costs HAProxy on the same machine.  The pinned setup needs N CPUs for the proxies and one more for
 # wrk and the backends; on a machine without them it is skipped, and the
 # script says so.
 #
@@ -71,7 +72,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 P1W=19084 PO=19085
+P1=19101 P2=19102 PT=19080 PH=19081 PN=19082 PB=19083 P1W=19084 PO=19085 PH1=19086
 if [ -n "$baseline" ]; then
 	git worktree add --detach "$work/base" "$baseline" >/dev/null 2>&1 ||
 		{ echo "bench: cannot check out $baseline" >&2; exit 2; }
@@ -79,7 +80,7 @@ if [ -n "$baseline" ]; then
 		{ echo "bench: cannot build $baseline" >&2; exit 2; }
 	only="$only,base"
 fi
-[ "$nw" -gt 1 ] && only="$only,tether1"
+[ "$nw" -gt 1 ] && only="$only,tether1,haproxy1"
 "$build/src/pod/tether-pod" --name b1 --listen 127.0.0.1:$P1 & pids="$pids $!"; b1pid=$!
 "$build/src/pod/tether-pod" --name b2 --listen 127.0.0.1:$P2 & pids="$pids $!"; b2pid=$!
 
@@ -137,6 +138,11 @@ case ",$only," in *,nolog,*)
 	"$build/src/tether" -c "$work/nolog.conf" & pids="$pids $!"; opid=$! ;;
 esac
 haproxy -f "$work/haproxy.cfg" -db & pids="$pids $!"; hpid=$!
+h1pid=""
+if [ "$nw" -gt 1 ]; then
+	sed "s/nbthread $nw/nbthread 1/; s/127.0.0.1:$PH/127.0.0.1:$PH1/" "$work/haproxy.cfg" > "$work/haproxy1.cfg"
+	haproxy -f "$work/haproxy1.cfg" -db & pids="$pids $!"; h1pid=$!
+fi
 nginx -c "$work/nginx.conf" -p "$work" & pids="$pids $!"; npid=$!
 sleep 1
 
@@ -168,7 +174,7 @@ place() {
 	if [ "$1" = pinned ]; then back=$load_cpus prox=$prox_cpus wrkcpu=$load_cpus
 	else back=$all_cpus prox=$all_cpus wrkcpu=$all_cpus; fi
 	for p in $b1pid $b2pid; do taskset -a -pc $back "$p" >/dev/null; done
-	for p in $tpid $bpid $t1pid $opid $hpid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
+	for p in $tpid $bpid $t1pid $opid $hpid $h1pid $npid $(pgrep -P $npid); do taskset -a -pc $prox "$p" >/dev/null; done
 }
 
 # one_run SETUP NAME MODE R: one wrk run, raw output kept; for a proxy also
@@ -218,7 +224,7 @@ idle_mem() { # PID PORT -> bytes per idle proxied connection
 
 port_of() {
 	case $1 in direct) echo $P1 ;; tether) echo $PT ;; haproxy) echo $PH ;; nginx) echo $PN ;; base) echo $PB ;;
-	tether1) echo $P1W ;; nolog) echo $PO ;; esac
+	tether1) echo $P1W ;; nolog) echo $PO ;; haproxy1) echo $PH1 ;; esac
 }
 pid_of() {
 	case $1 in
@@ -228,13 +234,14 @@ pid_of() {
 	tether1) echo $t1pid ;;
 	nolog) echo $opid ;;
 	haproxy) echo $hpid ;;
+	haproxy1) echo $h1pid ;;
 	nginx) p=$(cat "$work/nginx.pid" 2>/dev/null || echo $npid)
 	       echo $(pgrep -P "$p" || echo "$p") ;;       # the workers are the master's children
 	esac
 }
 
 who_list=""
-for who in direct tether tether1 nolog base haproxy nginx; do
+for who in direct tether tether1 nolog base haproxy haproxy1 nginx; do
 	case ",$only," in *",$who,"*) who_list="${who_list:+$who_list }$who" ;; esac
 done
 # The machine's speed drifts over minutes: run the proxies in turn, round
@@ -327,6 +334,10 @@ for setup in $setups; do
 		printf '  tether (%s workers) against tether1 (1 worker): keepalive %s  newconn %s  cpu/req ka %s new %s\n' \
 			"$nw" "$(paired $setup tether keepalive rps tether1)" "$(paired $setup tether close rps tether1)" \
 			"$(paired $setup tether keepalive cpu tether1)" "$(paired $setup tether close cpu tether1)" |
+			tee -a "$results/$setup/ratios.txt"
+		printf '  haproxy (%s threads) against haproxy1 (1 thread): keepalive %s  newconn %s  cpu/req ka %s new %s\n' \
+			"$nw" "$(paired $setup haproxy keepalive rps haproxy1)" "$(paired $setup haproxy close rps haproxy1)" \
+			"$(paired $setup haproxy keepalive cpu haproxy1)" "$(paired $setup haproxy close cpu haproxy1)" |
 			tee -a "$results/$setup/ratios.txt"
 	fi
 	[ -n "$baseline" ] || continue
