@@ -966,18 +966,24 @@ class Lab:
                         f'{0.95 - 0.08 * (i % 2):.2f} left offset 0.5,0 font ",8"\n'
                         for i, (t, w, lost, _) in enumerate(self.crashes))
         per_s = f"/{iv}"
-        script = f"""set terminal pngcairo size 1000,900 font ",10"
+        # a memory store has no Redis: no panel for it rather than an empty one
+        redis_panel = ('set ylabel "Redis ops/s"\n'
+                       f'plot "{data}" using 1:($8{per_s}) with linespoints title "live (sim\'s rule)", '
+                       f'"" using 1:($9{per_s}) with lines lw 2 title "tether-sim", '
+                       '"" using 1:10 with lines dt 3 title "live: real commands/s (INFO)"\n'
+                       if self.uses_redis() else "")
+        panels = 3 if redis_panel else 2
+        parts = "tether, pods, Redis" if redis_panel else "tether, pods"
+        script = f"""set terminal pngcairo size 1000,{300 * panels} font ",10"
 set output "{self.a.plot}"
 set datafile separator ","
 set key autotitle columnhead
-set multiplot layout 3,1 title "{self.p['name']}: live (tether, pods, Redis) vs tether-sim, seed {self.p['sim.seed']}"
+set multiplot layout {panels},1 title "{self.p['name']}: live ({parts}) vs tether-sim, seed {self.p['sim.seed']}"
 set grid
 set xlabel "time (s)"
 {marks}set ylabel "miss rate %"
 plot "{data}" using 1:($6*100) with linespoints title "live", "" using 1:($7*100) with lines lw 2 title "tether-sim"
-set ylabel "Redis ops/s"
-plot "{data}" using 1:($8{per_s}) with linespoints title "live (sim's rule)", "" using 1:($9{per_s}) with lines lw 2 title "tether-sim", "" using 1:10 with lines dt 3 title "live: real commands/s (INFO)"
-set ylabel "pods up (sim: ready)"
+{redis_panel}set ylabel "pods up (sim: ready)"
 set yrange [0:*]
 plot "{data}" using 1:2 with steps title "live", "" using 1:3 with steps lw 2 title "tether-sim"
 unset multiplot
