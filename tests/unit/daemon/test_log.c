@@ -90,7 +90,7 @@ static void expect_json(const struct log_conn *c, char *want, size_t size)
 	         c->duration_ms, c->bytes_in, c->bytes_out, c->end);
 }
 
-static void conn_line_as_printf(void **state)
+static void test_conn_line_as_printf(void **state)
 {
 	static const double values[] = { 0, 0.04, 0.05, 0.15, 0.25, 0.35, 0.45, 0.5, 0.94, 0.95, 0.96, 1.5, 2.5,
 	                                 3.5, 9.95, 99.95, 123.456, 1e3 + 0.5, 86400000.25, 1e12 + 0.5, 1e16,
@@ -120,7 +120,7 @@ static void conn_line_as_printf(void **state)
 
 /* Many values at once, in one file: durations and connect times with up to
  * four decimals, and values a hair either side of a rounding half. */
-static void conn_lines_sweep(void **state)
+static void test_conn_lines_sweep(void **state)
 {
 	enum { N = 20000 };
 	static double vals[N][2];
@@ -159,7 +159,7 @@ static void conn_lines_sweep(void **state)
 }
 
 /* The time stamp: made once a second, the milliseconds every line. */
-static void stamp_is_utc_with_milliseconds(void **state)
+static void test_stamp_is_utc_with_milliseconds(void **state)
 {
 	struct log_conn c = { .client = "[::1]:1", .frontend = "f", .backend = "b", .duration_ms = 1, .end = "error" };
 	char buf[4096];
@@ -184,9 +184,9 @@ static void stamp_is_utc_with_milliseconds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(conn_line_as_printf),
-		cmocka_unit_test(conn_lines_sweep),
-		cmocka_unit_test(stamp_is_utc_with_milliseconds),
+		cmocka_unit_test(test_conn_line_as_printf),
+		cmocka_unit_test(test_conn_lines_sweep),
+		cmocka_unit_test(test_stamp_is_utc_with_milliseconds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
