@@ -15,9 +15,9 @@
 # global.workers, HAProxy nbthread, nginx worker_processes), and tether with
 # one worker beside them as "tether1", to show what the workers cost per
 # request, and HAProxy with one thread as "haproxy1", to show what a second
-# thread costs HAProxy on the same machine.  The pinned setup needs N CPUs for the proxies and one more for
-# wrk and the backends; on a machine without them it is skipped, and the
-# script says so.
+# thread costs HAProxy on the same machine.  The pinned setup needs N CPUs
+# for the proxies and one more for wrk and the backends; on a machine
+# without them it is skipped, and the script says so.
 #
 # --baseline REV also builds tether as it was at git revision REV (in a
 # temporary worktree) and runs it as proxy "base" beside the others, then
