@@ -31,7 +31,17 @@ def one_served_one_queued(t, mport, timeout=5):
     assert readline(a) == "m"
     b = connect(t.port, timeout=timeout)
     assert wait_for(lambda: be_metric(mport, "queue_length") == 1, 10), t.logtext()
+    assert_queued(t, 1)
     return a, b
+
+
+def assert_queued(t, n):
+    """The runtime API shows n waiting: in show servers' backend line and in
+    show info (every generation's)."""
+    rc, out = t.admin("show servers be")
+    assert rc == 0 and out.startswith("# backend be (roundrobin) queue %d/" % n), out
+    rc, out = t.admin("show info")
+    assert rc == 0 and "\nqueued_connections %d\n" % n in out, out
 
 
 @valgrind
@@ -46,6 +56,7 @@ def test_queue_waits_for_a_slot():
     assert time.time() - t0 < 5
     b.close()
     assert wait_for(lambda: be_metric(mport, "queue_length") == 0, 5)
+    assert_queued(t, 0)
     assert be_metric(mport, "queued_total") == 1 and be_metric(mport, "queue_dispatched_total") == 1
     assert be_metric(mport, "queue_wait_seconds_total") > 0
     assert "end=no-server" not in t.logtext()
@@ -74,6 +85,8 @@ def test_queue_survives_reload():
     a, b = one_served_one_queued(t, mport, timeout=20)
     t.signal(signal.SIGHUP)
     assert wait_for(lambda: "reloaded" in t.logtext(), 10), t.logtext()
+    rc, out = t.admin("show info")              # b waits in the retired generation
+    assert "\nqueued_connections 1\n" in out and "\ngenerations 2\n" in out, out
     a.close()
     assert readline(b) == "m"
     b.close()

@@ -2,6 +2,7 @@
  * tether - the runtime API: text lines over the admin unix socket.
  *
  *   show servers [BACKEND]          name address state weight active total fails
+ *                                   (under a "# backend" line with its queue)
  *   show info
  *   add server BACKEND NAME ADDR [weight N]
  *   del server BACKEND NAME
@@ -32,7 +33,8 @@
 
 static void show_backend(struct t_backend *be, struct sbuf *out)
 {
-	sb_printf(out, "# backend %s (%s)\n", be->cfg.name, be->pool.algo->name);
+	sb_printf(out, "# backend %s (%s) queue %u/%u\n", be->cfg.name, be->pool.algo->name, T_LOAD(&be->queue_length),
+	          be->cfg.queue.max);
 	rt_backend_lock(be);
 	for (int i = 0; i < be->pool.nservers; i++) {
 		struct t_server *s = be->pool.servers[i]->data;
@@ -71,10 +73,10 @@ static const char *cmd_show(struct t_worker *w, char **argv, int argc, struct sb
 		for (int i = 0; i < rt->gen->nfe; i++)
 			total += T_LOAD(&rt->gen->fe[i]->connections_total);
 		sb_printf(out, "version %s\npid %d\nuptime_seconds %.0f\nconfig %s\nactive_connections %u\n"
-		          "connections_total %llu\nmaxconn %u\nreloads %llu\nreload_failures %llu\n"
-		          "generations %u\n",
+		          "connections_total %llu\nqueued_connections %u\nmaxconn %u\nreloads %llu\n"
+		          "reload_failures %llu\ngenerations %u\n",
 		          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->conf_path, T_LOAD(&rt->active),
-		          (unsigned long long)total, rt->gen->cfg->global.maxconn, (unsigned long long)rt->reloads_total,
+		          (unsigned long long)total, rt_queued(rt), rt->gen->cfg->global.maxconn, (unsigned long long)rt->reloads_total,
 		          (unsigned long long)rt->reload_failures_total, rt_generations(rt));
 		sb_printf(out, "workers %u\n", w->npeers);
 		for (unsigned i = 0; i < w->npeers; i++)

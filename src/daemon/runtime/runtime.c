@@ -184,6 +184,18 @@ unsigned rt_generations(struct t_runtime *rt)
 	return n;
 }
 
+unsigned rt_queued(struct t_runtime *rt)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	for (const struct t_gen *g = rt->gens; g; g = g->next)
+		for (struct t_backend *be = g->backends; be; be = be->next)
+			n += T_LOAD(&be->queue_length);
+	pthread_mutex_unlock(&rt->lock);
+	return n;
+}
+
 bool rt_gen_retired(const struct t_gen *g)
 {
 	return __atomic_load_n(&g->retired, __ATOMIC_ACQUIRE);

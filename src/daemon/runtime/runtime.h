@@ -254,6 +254,8 @@ void gen_get(struct t_gen *g);
 void gen_put(struct t_gen *g);
 /* Live generations: 1 + retired ones still carrying connections. */
 unsigned rt_generations(struct t_runtime *rt);
+/* Connections waiting in a backend's queue, every live generation's. */
+unsigned rt_queued(struct t_runtime *rt);
 /* True once g is no longer the running generation (any thread). */
 bool rt_gen_retired(const struct t_gen *g);
 

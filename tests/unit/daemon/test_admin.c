@@ -100,13 +100,13 @@ static void test_effects(void **state)
 	struct fx *f = *state;
 	struct t_backend *be = f->rt.gen->backends;
 
-	assert_string_equal(run(f, "show servers"), "# backend be (roundrobin)\n"
+	assert_string_equal(run(f, "show servers"), "# backend be (roundrobin) queue 0/1000\n"
 	                    "s1 127.0.0.1:2 UP 1 0 0 0\ns2 127.0.0.1:3 UP 4 0 0 0\nOK\n");
 	assert_string_equal(run(f, "set weight be s1 9"), "OK\n");
 	assert_int_equal(be->servers[0].lb.weight, 9);
 	assert_string_equal(run(f, "drain server be s1"), "OK\n");
 	assert_string_equal(run(f, "disable server be s2"), "OK\n");
-	assert_string_equal(run(f, "show servers be"), "# backend be (roundrobin)\n"
+	assert_string_equal(run(f, "show servers be"), "# backend be (roundrobin) queue 0/1000\n"
 	                    "s1 127.0.0.1:2 DRAIN 9 0 0 0\ns2 127.0.0.1:3 MAINT 4 0 0 0\nOK\n");
 	assert_string_equal(run(f, "enable server be s2"), "OK\n");
 	assert_int_equal(be->servers[1].lb.admin, LB_ADMIN_READY);
@@ -117,10 +117,16 @@ static void test_effects(void **state)
 	assert_string_equal(run(f, "del server be s3"), "ERR no such server\n");
 	/* show info: the fields operators script against */
 	run(f, "show info");
-	assert_non_null(strstr(f->out.s, "\nconfig t.conf\nactive_connections 0\nconnections_total 0\nmaxconn 77\n"
+	assert_non_null(strstr(f->out.s, "\nconfig t.conf\nactive_connections 0\nconnections_total 0\n"
+	                       "queued_connections 0\nmaxconn 77\n"
 	                       "reloads 0\nreload_failures 0\ngenerations 1\nworkers 1\n"
 	                       "worker 0 active_connections 0 connections_total 0\nOK\n"));
 	assert_memory_equal(f->out.s, "version ", 8);
+	/* the queue: its length and max in show servers, the waiters in show info */
+	be->queue_length = 3;
+	assert_non_null(strstr(run(f, "show servers be"), "# backend be (roundrobin) queue 3/1000\n"));
+	assert_non_null(strstr(run(f, "show info"), "\nqueued_connections 3\n"));
+	be->queue_length = 0;
 }
 
 /* global.admin.level: user shows, operator also drains/enables/disables/
