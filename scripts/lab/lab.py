@@ -669,14 +669,17 @@ class Lab:
                 t[k] += pod["stats"].get(k, 0)
         return t
 
-    def sample(self, prev):
+    def sample(self, prev, at=None):
+        """A look at the pods and Redis; `at` is the report time it stands
+        for (the loop takes it just after, once that time's events ran)."""
         self.poll_stats()
         tot = self.totals()
         ops = redis_info(self.redis_addr, "total_commands_processed") if self.redis_addr else None
         redis_up = redis_ping(self.redis_addr) if self.redis_addr else None
         up = sum(1 for p in self.pods.values() if p["alive"] and p["proc"].poll() is None)
         t = self.now()
-        s = {"t": round(t, 2), "tot": tot, "redis_cmds": ops, "pods_up": up, "redis_up": redis_up}
+        s = {"t": round(t, 2), "at": round(t if at is None else at, 2), "tot": tot, "redis_cmds": ops,
+             "pods_up": up, "redis_up": redis_up}
         if prev:
             dt = max(1e-3, t - prev["t"])
             d = {k: tot[k] - prev["tot"][k] for k in tot}
@@ -847,7 +850,7 @@ class Lab:
                     fn()
                 continue
             if now >= nxt:
-                prev = self.sample(prev)
+                prev = self.sample(prev, nxt)
                 nxt = max(nxt + 1.0, now + 0.5)
                 continue
             time.sleep(min(0.05, max(0.0, nxt - now)))
@@ -936,7 +939,9 @@ class Lab:
         rows = []
         for t in sorted(set(live) | set(sim)):
             L, S = live.get(t, {}), sim.get(t, {})
-            secs = [x for x in self.samples if t - iv < x["t"] <= t]
+            # the samples of this interval, by the report time each stands for: the
+            # one at its end was taken after that time's crash, as tether-sim counts it
+            secs = [x for x in self.samples if t - iv < x["at"] <= t + 1e-6]
             cmds = [x["redis_ops_s"] for x in secs if x.get("redis_ops_s") is not None]
             g = lambda r, k: r.get(k, "")
             # pods serving at the interval's end: live, the lab's last look; tether-sim,

@@ -9,6 +9,7 @@ Run one: python3 tests/lab/test_lab.py NAME (TETHER_BUILD: the build
 directory, default build/).  Every `def test_NAME(` is a test (meson reads
 this file).
 """
+import csv
 import json
 import os
 import signal
@@ -56,14 +57,18 @@ def left_running(run_dir):
 
 
 def lab(*args, timeout=150):
-    """Runs the lab in its own directory; (exit status, output, JSON or None)."""
+    """Runs the lab in its own directory; (exit status, output, JSON or
+    None), the JSON with the rows of its --csv as "csv"."""
     d = tempfile.mkdtemp(prefix="test-lab-")
-    out = os.path.join(d, "out.json")
-    r = subprocess.run([LAB, "--dir", os.path.join(d, "run"), "--json", out, *args],
+    out, csv_path = os.path.join(d, "out.json"), os.path.join(d, "out.csv")
+    r = subprocess.run([LAB, "--dir", os.path.join(d, "run"), "--json", out, "--csv", csv_path, *args],
                        capture_output=True, text=True, timeout=timeout)
     left = left_running(os.path.join(d, "run"))
     assert not left, f"left running: {left}"
     j = json.load(open(out)) if os.path.exists(out) else None
+    if j is not None and os.path.exists(csv_path):
+        with open(csv_path) as f:
+            j["csv"] = list(csv.DictReader(f))
     subprocess.run(["rm", "-rf", d])
     return r.returncode, r.stdout + r.stderr, j
 
@@ -118,6 +123,15 @@ def test_pod_crash_loses_its_sessions():
     assert any("pod4 started and added" in e for _, e in j["events"]), j["events"]
     assert live["pods_final"] == 3, live
     assert "pod4" in live["pod_answers"], live["pod_answers"]
+    # pods serving at each interval's end, live and predicted: the kill at 6 s
+    # is in the row of 6 s on both sides (the live line does not lag)
+    up = {float(r["time_s"]): (r["live_pods_up"], r["sim_pods_ready"]) for r in j["csv"]}
+    assert 6.0 in up and min(up) < 6, up
+    for t, pair in up.items():
+        if t < 6:
+            assert pair == ("3", "3"), up
+        elif t < 9:                             # pod4 is added at 6 + 2 + 1 s
+            assert pair == ("2", "2"), up
 
 
 def test_redis_crash_none_loses_all():
