@@ -85,30 +85,51 @@ def test_log_json_has_the_text_fields():
     tj.stop()
 
 
-def test_log_syslog_datagrams():
+def syslog_lines(fmt, client, until):
+    """Tether logging to a syslog socket of ours in format fmt, one
+    connection from client: (the datagrams up to the one containing
+    `until`, the RFC 3164 header pattern for tether's pid)."""
     a = Backend("a")
     d = tempfile.mkdtemp(prefix="tsys-")
     path = os.path.join(d, "log.sock")
     rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     rx.bind(path)
     rx.settimeout(5)
-    t = Tether(*conf([("a", a.addr)], log=f'{{ target = "syslog"; syslog_socket = "{path}"; facility = "local0"; format = "json"; }}'))
-    assert banner(t.port, "127.0.0.11") == "a"
-    got = []
-    while not any('"client":"127.0.0.11:' in g for g in got):
-        got.append(rx.recv(4096).decode())      # one datagram per line; times out if none comes
-    pid = t.proc.pid
-    # RFC 3164: <PRI>Mmm dd hh:mm:ss TAG[PID]: MSG, local0.info = 16*8+6
-    pat = re.compile(r"^<134>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d tether\[%d\]: (\{.*\})$" % pid)
+    t = Tether(*conf([("a", a.addr)],
+                     log=f'{{ target = "syslog"; syslog_socket = "{path}"; facility = "local0"; format = "{fmt}"; }}'))
+    try:
+        assert banner(t.port, client) == "a"
+        got = []
+        while not any(until in g for g in got):
+            got.append(rx.recv(4096).decode())  # one datagram per line; times out if none comes
+        # RFC 3164: <PRI>Mmm dd hh:mm:ss TAG[PID]: MSG, local0.info = 16*8+6
+        return got, re.compile(r"^<134>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d tether\[%d\]: " % t.proc.pid)
+    finally:
+        t.stop()
+        rx.close()
+        os.unlink(path)
+        os.rmdir(d)
+
+
+def test_log_syslog_datagrams():
+    got, head = syslog_lines("json", "127.0.0.11", '"client":"127.0.0.11:')
     for g in got:
-        m = pat.match(g)
-        assert m, g
-        json.loads(m.group(1))
+        m = head.match(g)
+        assert m and g.endswith("}"), g
+        json.loads(g[m.end():])
     assert any("started" in g for g in got), got
-    t.stop()
-    rx.close()
-    os.unlink(path)
-    os.rmdir(d)
+
+
+def test_log_syslog_text_without_a_second_stamp():
+    """Text lines to syslog carry syslog's own header and time only: the
+    line follows `tether[PID]: ` with no time of tether's before it."""
+    got, head = syslog_lines("text", "127.0.0.12", "127.0.0.12:")
+    for g in got:
+        m = head.match(g)
+        assert m, g
+        assert not re.match(r"\d{4}-\d\d-\d\dT", g[m.end():]), g
+    line = next(g for g in got if "127.0.0.12:" in g)
+    assert line[head.match(line).end():].startswith("127.0.0.12:"), line
 
 
 if __name__ == "__main__":

@@ -354,6 +354,8 @@ static void line_begin(struct t_log *lg, struct line *l)
 		localtime_r(&tv.tv_sec, &tm);
 		lprintf(l, "<%d>%s %2d %02d:%02d:%02d tether[%d]: ", lg->facility * 8 + SYSLOG_INFO, mon[tm.tm_mon],
 		        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, lg->pid);
+		if (lg->format != LOG_JSON)     /* syslog stamps its text lines itself */
+			return;
 	}
 	if (lg->stamp_sec != (long)tv.tv_sec) {    /* the date part changes once a second */
 		gmtime_r(&tv.tv_sec, &tm);
@@ -366,8 +368,6 @@ static void line_begin(struct t_log *lg, struct line *l)
 	ms[2] = (char)('0' + tv.tv_usec / 1000 % 10);
 	if (lg->format == LOG_JSON)
 		LIT(l, "{\"time\":\"");
-	else if (lg->kind == LOG_SYSLOG)       /* syslog stamps its own lines */
-		return;
 	lstr(l, lg->stamp);
 	lputs(l, ms, 3);
 	if (lg->format == LOG_JSON)
@@ -462,7 +462,7 @@ void log_conn(struct t_log *lg, const struct log_conn *c)
 			LIT(&l, "\",\"connect_ms\":");
 			lfixed(&l, c->connect_ms, 1);
 		} else {
-			lstr(&l, "\",\"server\":null,\"connect_ms\":null");
+			LIT(&l, "\",\"server\":null,\"connect_ms\":null");
 		}
 		LIT(&l, ",\"duration_ms\":");
 		lfixed(&l, c->duration_ms, 0);
