@@ -76,8 +76,9 @@ static const char *cmd_show(struct t_worker *w, char **argv, int argc, struct sb
 		          "connections_total %llu\nqueued_connections %u\nmaxconn %u\nreloads %llu\n"
 		          "reload_failures %llu\ngenerations %u\n",
 		          TETHER_VERSION, (int)getpid(), ev_now(w->loop) - rt->started, rt->conf_path, T_LOAD(&rt->active),
-		          (unsigned long long)total, rt_queued(rt), rt->gen->cfg->global.maxconn, (unsigned long long)rt->reloads_total,
-		          (unsigned long long)rt->reload_failures_total, rt_generations(rt));
+		          (unsigned long long)total, rt_queued(rt), rt->gen->cfg->global.maxconn,
+		          (unsigned long long)rt->reloads_total, (unsigned long long)rt->reload_failures_total,
+		          rt_generations(rt));
 		sb_printf(out, "workers %u\n", w->npeers);
 		for (unsigned i = 0; i < w->npeers; i++)
 			sb_printf(out, "worker %u active_connections %u connections_total %llu\n", i,
