@@ -216,11 +216,16 @@ static void accept_cb(struct poll_item *it, uint32_t events)
 			pause_listeners(w, fe, 0);  /* this frontend only: the others go on */
 			return;
 		}
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* the spare first: what is accepted must be able to reach a server
+		 * (out of descriptors for it: pause as for a failed accept) */
+		if (!worker_spare_ready(w) && rt_errno_local(errno))
+			fd = -1;
+		else
+			fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (rt_errno_local(errno)) {
 				log_printf(w->log, "accept on %s: %s; pausing accepts for %.0f ms", l->addr.text,
 				           strerror(errno), ACCEPT_PAUSE * 1000);
 				listener_pause(w, ACCEPT_PAUSE);

@@ -394,6 +394,8 @@ static void connect_to(struct conn *cn, struct t_server *s)
 	cn->state = ST_CONNECTING;
 	cn->connect_start = ev_now(w->loop);
 	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+		fd = worker_spare_take(w, s->addr.ss.ss_family);   /* errno kept when there is none */
 	if (fd < 0) {
 		err = errno;
 		if (rt_errno_local(err))

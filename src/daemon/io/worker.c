@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "listener.h"
@@ -80,6 +81,8 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
 
 	memset(w, 0, sizeof(*w));
 	w->id = id;
+	w->spare_fd = -1;
+	worker_spare_ready(w);          /* out of descriptors already: the first accept waits */
 	w->rt = rt;
 	w->loop = loop ? loop : ev_loop_new(EVFLAG_AUTO);
 	if (!w->loop)
@@ -187,11 +190,32 @@ void worker_fini(struct t_worker *w)
 	poller_fini(&w->poller);
 	free(w->scratch);
 	w->scratch = NULL;
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
+	w->spare_fd = -1;
 	if (w->id > 0) {
 		log_close(&w->own_log);
 		ev_loop_destroy(w->loop);
 	}
 	w->loop = NULL;
+}
+
+bool worker_spare_ready(struct t_worker *w)
+{
+	if (w->spare_fd < 0)
+		w->spare_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	return w->spare_fd >= 0;
+}
+
+int worker_spare_take(struct t_worker *w, int family)
+{
+	int fd = w->spare_fd;
+
+	w->spare_fd = -1;
+	if (fd < 0 || family == AF_INET)
+		return fd;
+	close(fd);                      /* frees one descriptor for the other family */
+	return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
 static void post(struct t_worker *w, worker_fn fn, void *arg, struct w_sync *sync)

@@ -50,6 +50,8 @@ struct t_worker {
 	unsigned active;                /* its connections (read by others: T_LOAD) */
 	uint64_t accepted;              /* connections accepted (T_ADD) */
 	bool accept_paused;             /* out of fds or at maxconn */
+	int spare_fd;                   /* a TCP socket held back for a connection's server side
+	                                 * (worker_spare_*); -1 once used, until taken again */
 	bool draining;                  /* stopped accepting: the loop ends with the last connection */
 	bool running;                   /* its thread runs its loop (id > 0) */
 	ev_timer accept_timer;          /* resumes accepting after a pause */
@@ -67,6 +69,14 @@ struct t_worker {
  * caller's); others get a loop of their own (loop NULL). */
 int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_runtime *rt, struct t_log *log,
                 char **err);
+/* The spare socket: a connection accepted with the last descriptor still
+ * gets its server socket, so that tether never accepts a client only to
+ * drop it.  worker_spare_ready makes the spare again when it was used
+ * (before each accept; false when out of descriptors: do not accept).
+ * worker_spare_take hands over a socket of `family` when socket() failed
+ * for want of descriptors (the spare itself for AF_INET), or -1. */
+bool worker_spare_ready(struct t_worker *w);
+int worker_spare_take(struct t_worker *w, int family);
 /* Starts the thread of a worker > 0 (its loop runs until worker_stop). */
 int worker_start_thread(struct t_worker *w, bool pin_cpu, char **err);
 /* global.cpu_affinity: runs `thread` (w's) on CPU w->id, modulo the CPUs. */
