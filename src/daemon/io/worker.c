@@ -82,7 +82,6 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->spare_fd = -1;
-	worker_spare_ready(w);          /* out of descriptors already: the first accept waits */
 	w->rt = rt;
 	w->loop = loop ? loop : ev_loop_new(EVFLAG_AUTO);
 	if (!w->loop)
@@ -114,6 +113,7 @@ int worker_init(struct t_worker *w, unsigned id, struct ev_loop *loop, struct t_
 	ev_init(&w->accept_timer, accept_timer_cb);
 	if (id > 0)
 		log_start_timer(w->log, w->loop);
+	worker_spare_ready(w);          /* out of descriptors already: the first accept waits */
 	return 0;
 fail:
 	free(w->scratch);
